@@ -1,0 +1,192 @@
+"""The normalised Contact: what every channel adapter produces and the router consumes.
+
+Versioned by `schema_version`; the JSON Schema in `schemas/` is generated from this module
+(`contact-router schema write`) and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    ValidationError,
+    computed_field,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+
+# The channels the project ships adapters for. Channel is a free identifier so that an integrator can
+# add one (e.g. "app") without a schema change.
+KNOWN_CHANNELS = ("mail", "webform", "social", "phone", "post", "counter", "chat")
+
+# Fixed namespace: contact ids are derived from the idempotency key, so a re-sent contact gets the
+# same id on every router and after every restart.
+_ID_NAMESPACE = uuid.UUID("6f1d0f53-4c59-4c8e-9a55-2b3f1c1e7a10")
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+ShortText = Annotated[str, StringConstraints(max_length=500)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Source(_Model):
+    """Where the contact came from. (tenant, adapter, native_id) is the idempotency key."""
+
+    adapter: Identifier
+    native_id: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class Sender(_Model):
+    name: ShortText | None = None
+    email: EmailStr | None = None
+    phone: Annotated[str, StringConstraints(max_length=40)] | None = None
+    handle: ShortText | None = None
+
+
+class Attachment(_Model):
+    """Metadata only: the router never carries attachment content."""
+
+    filename: ShortText
+    content_type: Annotated[str, StringConstraints(max_length=200)] = "application/octet-stream"
+    size: int = Field(ge=0)
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+
+class Hop(_Model):
+    """One step in a contact's life: routed to a team, transferred, handed to coordination."""
+
+    kind: Literal["routed", "transferred", "reassigned", "escalated"] = "transferred"
+    team: Identifier
+    from_team: Identifier | None = None
+    agent: ShortText | None = None
+    at: AwareDatetime
+    note: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+
+
+class Contact(_Model):
+    schema_version: Literal[1] = 1
+    id: str | None = Field(
+        default=None,
+        description="Derived from (tenant, source.adapter, source.native_id); omit it on input.",
+    )
+    tenant: Identifier
+    channel: Identifier = Field(description=f"One of {', '.join(KNOWN_CHANNELS)}, or an added channel.")
+    received_at: AwareDatetime
+    source: Source
+    sender: Sender | None = None
+    subject: Annotated[str, StringConstraints(max_length=998)] | None = None
+    body: Annotated[str, StringConstraints(max_length=100_000)] = ""
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")] = "nl"
+    attachments: Annotated[list[Attachment], Field(max_length=100)] = []
+    category: Identifier | None = None
+    confidential: bool = False
+    hops: Annotated[list[Hop], Field(max_length=100)] = []
+    metadata: Annotated[
+        dict[
+            Annotated[str, StringConstraints(max_length=100)],
+            Annotated[str, StringConstraints(max_length=2000)],
+        ],
+        Field(max_length=50),
+    ] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_computed(cls, data: Any) -> Any:
+        # `reference` is derived from the id; accept it back from our own serialised form.
+        if isinstance(data, dict) and "reference" in data:
+            data = {k: v for k, v in data.items() if k != "reference"}
+        return data
+
+    @model_validator(mode="after")
+    def _derive_id_and_check_text(self) -> Contact:
+        for name in ("subject", "body"):
+            value = getattr(self, name)
+            if value is not None:
+                _no_nul(value)
+        derived = contact_id(self.tenant, self.source.adapter, self.source.native_id)
+        if self.id is None:
+            self.id = derived
+        elif self.id != derived:
+            raise ValueError(
+                "id does not belong to this source (tenant, source.adapter, source.native_id); "
+                "omit id and the service derives it"
+            )
+        return self
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def reference(self) -> str:
+        """The reference number residents see, e.g. OMM-5KQ3-ZP7A."""
+        return reference_for(self.tenant, self.id or "")
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.tenant}:{self.source.adapter}:{self.source.native_id}"
+
+    @property
+    def cid(self) -> str:
+        assert self.id is not None  # set by the validator
+        return self.id
+
+
+def contact_id(tenant: str, adapter: str, native_id: str) -> str:
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{tenant}\x1f{adapter}\x1f{native_id}"))
+
+
+_REFERENCE_RE = re.compile(r"\b([A-Z]{3})-([A-Z2-7]{4})-([A-Z2-7]{4})\b")
+
+
+def reference_for(tenant: str, cid: str) -> str:
+    if not cid:
+        return ""
+    code = base64.b32encode(uuid.UUID(cid).bytes).decode()[:8]
+    return f"{tenant[:3].upper()}-{code[:4]}-{code[4:]}"
+
+
+def find_reference(text: str) -> str | None:
+    """A reference number quoted in free text (a mail subject), if any."""
+    match = _REFERENCE_RE.search(text.upper())
+    return match.group(0) if match else None
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """Pydantic errors as [{field, message}] with dotted field paths, for API bodies and dead letters."""
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(body)"
+        out.append({"field": loc, "message": err["msg"]})
+    return out
+
+
+def summarise_errors(exc: ValidationError) -> str:
+    return "; ".join(f"{e['field']}: {e['message']}" for e in field_errors(exc))
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Contact.model_json_schema(mode="serialization")
+    schema["$id"] = f"https://contact-router.example/schemas/contact.v{SCHEMA_VERSION}.json"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def utc_iso(dt: datetime) -> str:
+    return dt.isoformat()

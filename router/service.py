@@ -1,0 +1,206 @@
+"""Wiring: builds the router, the API and their resources from the settings.
+
+`serve` runs router and API in one process; `router` and `api` run them apart. When neither RabbitMQ
+nor Redis is reachable and the embedded mode is allowed, everything runs in-process (and says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import aio_pika
+from aiohttp import web
+
+from adapters.publisher import AmqpContactPublisher, ContactPublisher
+from router import logs, topology
+from router.amqp_router import AmqpRouter
+from router.api import ApiContext, create_app
+from router.clock import Clock, SystemClock
+from router.embedded import BANNER, MemoryBroker, MemoryContactPublisher, MemoryRouter
+from router.keys import Keys
+from router.memory_store import MemoryStore
+from router.redis_store import RedisStore
+from router.routing import RoutingCore
+from router.settings import Settings
+from router.store import Store, StoreUnavailable
+from router.tenants import Tenant
+from router.tenants import load as load_tenants
+from router.topology import Names
+
+log = logs.get("router.service")
+
+
+async def reachable(url: str, default_port: int, wait: float = 1.0) -> bool:
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or default_port
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), wait)
+    except (TimeoutError, OSError):
+        return False
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return True
+
+
+def teams_by_tenant(tenants: dict[str, Tenant]) -> dict[str, list[str]]:
+    return {t: tenant.loaded.rules.team_ids() for t, tenant in tenants.items()}
+
+
+async def declare_topology(settings: Settings, tenants: dict[str, Tenant]) -> None:
+    connection = await aio_pika.connect(settings.amqp_url, client_properties={"connection_name": "topology"})
+    async with connection:
+        channel = await connection.channel()
+        await topology.declare(
+            channel, Names(settings.namespace), teams_by_tenant(tenants), settings.delivery_limit
+        )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    tenants: dict[str, Tenant]
+    store: Store
+    publisher: ContactPublisher
+    clock: Clock
+    embedded: bool
+    router: AmqpRouter | MemoryRouter | None = None
+    broker: MemoryBroker | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def names(self) -> Names:
+        return Names(self.settings.namespace)
+
+    def api_context(self) -> ApiContext:
+        checks: dict[str, Callable[[], Awaitable[str | None]]] = {"store": self._store_check}
+        if self.router is not None:
+            checks["consumer"] = self._consumer_check
+        if isinstance(self.publisher, AmqpContactPublisher):
+            checks["broker"] = self._broker_check
+        return ApiContext(
+            tenants=self.tenants,
+            store=self.store,
+            publisher=self.publisher,
+            clock=self.clock,
+            credentials=self.settings.credentials(),
+            readiness=checks,
+            embedded=self.embedded,
+        )
+
+    async def _store_check(self) -> str | None:
+        try:
+            await asyncio.wait_for(self.store.ping(), 2)
+        except (TimeoutError, StoreUnavailable) as exc:
+            return f"store unreachable: {type(exc).__name__}"
+        return None
+
+    async def _consumer_check(self) -> str | None:
+        assert self.router is not None
+        if self.router.ready:
+            return None
+        last = getattr(self.router, "last_error", None)
+        return f"router consumer not attached ({last})" if last else "router consumer not attached"
+
+    async def _broker_check(self) -> str | None:
+        ok = await reachable(self.settings.amqp_url, 5672)
+        return None if ok else "broker unreachable"
+
+    async def close(self) -> None:
+        if self.router is not None:
+            self.router.stop()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(task, 30)
+        await self.publisher.close()
+        await self.store.close()
+
+
+async def build(
+    settings: Settings,
+    *,
+    with_router: bool,
+    embedded: str = "auto",
+    clock: Clock | None = None,
+    tenants: dict[str, Tenant] | None = None,
+) -> Runtime:
+    """embedded: 'auto' (only when neither server is reachable), 'always' or 'never'."""
+    tenants = tenants if tenants is not None else load_tenants(settings.rules_dir)
+    clock = clock or SystemClock()
+    names = Names(settings.namespace)
+    use_embedded = embedded == "always"
+    if embedded == "auto":
+        amqp_ok = await reachable(settings.amqp_url, 5672)
+        redis_ok = await reachable(settings.redis_url, 6379)
+        if not amqp_ok and not redis_ok:
+            use_embedded = True
+        elif not (amqp_ok and redis_ok):
+            missing = "RabbitMQ" if not amqp_ok else "Redis"
+            raise RuntimeError(
+                f"{missing} is not reachable "
+                f"({settings.amqp_url if not amqp_ok else settings.redis_url}) while the "
+                "other one is; start it, or run with --embedded always for an in-memory demo"
+            )
+    if use_embedded:
+        log.warning("embedded_mode", message=BANNER)
+        broker = MemoryBroker()
+        store: Store = MemoryStore()
+        runtime = Runtime(
+            settings, tenants, store, MemoryContactPublisher(broker, names), clock, True, broker=broker
+        )
+        if with_router:
+            runtime.router = MemoryRouter(
+                broker, RoutingCore(tenants, store, names, clock, settings.claim_lease_ms)
+            )
+        return runtime
+
+    await declare_topology(settings, tenants)
+    store = RedisStore.from_url(settings.redis_url, Keys(settings.namespace))
+    publisher = AmqpContactPublisher(settings.amqp_url, names)
+    runtime = Runtime(settings, tenants, store, publisher, clock, False)
+    if with_router:
+        core = RoutingCore(tenants, store, names, clock, settings.claim_lease_ms)
+
+        async def declare(channel: aio_pika.abc.AbstractChannel) -> None:
+            await topology.declare(channel, names, teams_by_tenant(tenants), settings.delivery_limit)
+
+        runtime.router = AmqpRouter(
+            settings.amqp_url,
+            names,
+            core,
+            declare,
+            batch_size=settings.router_batch_size,
+            prefetch=settings.router_prefetch,
+        )
+    return runtime
+
+
+async def start(runtime: Runtime) -> None:
+    if runtime.router is not None:
+        runtime.tasks.append(asyncio.create_task(runtime.router.run(), name="router"))
+
+
+async def run_http(runtime: Runtime, stop: asyncio.Event) -> None:
+    app = create_app(runtime.api_context())
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, runtime.settings.http_host, runtime.settings.http_port)
+    await site.start()
+    log.info("http_listening", host=runtime.settings.http_host, port=runtime.settings.http_port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)

@@ -1,0 +1,65 @@
+"""Everything the service holds per tenant, compiled once at start-up: rules, classifier, calendar."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from router.classify import Classifier
+from router.rules import LoadedRules, load_dir
+from router.terms import Term
+from router.workdays import TenantCalendar
+
+# The kinds of deadline the router sets when a contact arrives; callbacks come later, from agents.
+ROUTING_DEADLINE_KINDS = ("acknowledge", "respond", "resolve")
+
+
+@dataclass(frozen=True)
+class Deadline:
+    kind: str
+    term: Term
+    due: datetime
+    warning_at: datetime
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "kind": self.kind,
+            "term": str(self.term),
+            "due": self.due.isoformat(),
+            "warning_at": self.warning_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class Tenant:
+    loaded: LoadedRules
+    classifier: Classifier
+    calendar: TenantCalendar
+
+    @property
+    def id(self) -> str:
+        return self.loaded.rules.tenant
+
+    def deadline(self, kind: str, term: Term, received_at: datetime) -> Deadline:
+        due = self.calendar.deadline(received_at, term)
+        return Deadline(kind, term, due, self.calendar.warning_point(received_at, term))
+
+    def deadlines_for(self, channel: str, category: str | None, received_at: datetime) -> list[Deadline]:
+        out = []
+        for kind in ROUTING_DEADLINE_KINDS:
+            term = self.loaded.rules.norms.term_for(channel, category, kind)
+            if term is not None:
+                out.append(self.deadline(kind, term, received_at))
+        return out
+
+
+def build(loaded: dict[str, LoadedRules]) -> dict[str, Tenant]:
+    return {
+        tenant: Tenant(item, Classifier.compile(item), TenantCalendar.from_spec(item.rules.calendar))
+        for tenant, item in loaded.items()
+    }
+
+
+def load(rules_dir: Path) -> dict[str, Tenant]:
+    return build(load_dir(rules_dir))

@@ -1,0 +1,135 @@
+"""Fixtures for tests against the real RabbitMQ and Redis.
+
+Every test gets its own namespace (a prefix for exchanges, queues and Redis keys), removed afterwards,
+so tests never see each other's messages. A missing server fails the run, with instructions: the test
+command (scripts/test) starts local servers when it can; nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aio_pika
+import pytest
+import redis.asyncio as aioredis
+
+from router.settings import Settings
+from router.tenants import Tenant
+from router.tenants import load as load_tenants
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "rules"
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def servers() -> None:
+    missing = [name for name, port in (("RabbitMQ", 5672), ("Redis", 6379)) if not _port_open(port)]
+    if missing:
+        pytest.fail(
+            f"{' and '.join(missing)} not reachable on 127.0.0.1. "
+            "Run the tests with scripts/test, which starts "
+            "local servers, or start them: `rabbitmq-server -detached`, "
+            "`redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no`, "
+            "or `docker compose up -d rabbitmq redis`.",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def tenants() -> dict[str, Tenant]:
+    return load_tenants(RULES)
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def settings(namespace: str) -> Settings:
+    return Settings(
+        amqp_url=AMQP_URL,
+        redis_url=REDIS_URL,
+        rules_dir=RULES,
+        namespace=namespace,
+        api_keys="integrator:secret-key,ommen-kcc:ommen-key:ommen",  # type: ignore[arg-type]
+        claim_lease_ms=3000,
+    )
+
+
+@pytest.fixture
+async def redis_client(servers: None, namespace: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    yield client
+    async for key in client.scan_iter(match=f"{namespace}*", count=1000):
+        await client.delete(key)
+    await client.aclose()
+
+
+@pytest.fixture
+async def amqp(
+    servers: None, namespace: str, request: pytest.FixtureRequest
+) -> AsyncIterator[aio_pika.abc.AbstractConnection]:
+    conn = await aio_pika.connect(
+        AMQP_URL, client_properties={"connection_name": f"test:{request.node.name}"}
+    )
+    yield conn
+    await delete_namespace(conn, namespace)
+    await conn.close()
+
+
+async def delete_namespace(conn: aio_pika.abc.AbstractConnection, namespace: str) -> None:
+    """Delete every queue and exchange the test declared (names are known from the topology)."""
+    from router.topology import CONTACTS, DEAD, ESCALATIONS, EVENTS, ROUTER_QUEUE, TEAMS, UNROUTABLE
+
+    tenants = load_tenants(RULES)
+    queues = [ROUTER_QUEUE, DEAD, UNROUTABLE]
+    for t, tenant in tenants.items():
+        queues += [f"team.{t}.{team}" for team in tenant.loaded.rules.team_ids()]
+        queues.append(f"escalations.{t}")
+    channel = await conn.channel()
+    for q in queues:
+        try:
+            await channel.queue_delete(namespace + q)
+        except Exception:
+            channel = await conn.channel()
+    for x in (CONTACTS, DEAD, UNROUTABLE, TEAMS, EVENTS, ESCALATIONS):
+        try:
+            await channel.exchange_delete(namespace + x)
+        except Exception:
+            channel = await conn.channel()
+
+
+async def drain(
+    conn: aio_pika.abc.AbstractConnection, queue: str, *, settle: float = 0.3
+) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Take every message currently in `queue` (acked), waiting `settle` seconds for stragglers."""
+    channel = await conn.channel()
+    q = await channel.get_queue(queue, ensure=True)
+    out = []
+    idle = 0.0
+    while idle < settle:
+        msg = await q.get(no_ack=True, fail=False)
+        if msg is None:
+            await asyncio.sleep(0.05)
+            idle += 0.05
+            continue
+        idle = 0.0
+        out.append(msg)
+    await channel.close()
+    return out
