@@ -38,10 +38,12 @@ __all__ = [
     "HOLIDAY_NAMES",
     "CalendarSpec",
     "ClosingDay",
+    "ClosingDayField",
     "Explanation",
     "HolidayName",
     "HolidaySelection",
     "OfficeHours",
+    "OfficeHoursField",
     "SkippedDay",
     "TenantCalendar",
     "Weekday",
@@ -249,6 +251,28 @@ class ClosingDay(BaseModel):
         return value
 
 
+# The JSON Schema says what the YAML accepts: a bare date or {date, reason}.
+ClosingDayField = Annotated[
+    ClosingDay,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "date": {"type": "string", "format": "date"},
+                        "reason": {"type": "string", "minLength": 1, "default": "closing day"},
+                    },
+                    "required": ["date"],
+                    "additionalProperties": False,
+                },
+            ]
+        }
+    ),
+]
+
+
 class CalendarSpec(BaseModel):
     """A tenant's calendar as written under `calendar:` in its rules file."""
 
@@ -258,7 +282,7 @@ class CalendarSpec(BaseModel):
     # A weekday that is missing is closed.
     office_hours: dict[Weekday, OfficeHoursField] = Field(min_length=1)
     holidays: HolidaySelection = HolidaySelection()
-    closing_days: tuple[ClosingDay, ...] = ()
+    closing_days: tuple[ClosingDayField, ...] = ()
 
     @field_validator("timezone")
     @classmethod
@@ -343,6 +367,12 @@ def _aware(value: dt.datetime, name: str) -> None:
         raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
     if value.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware, got naive datetime {value.isoformat()}")
+
+
+def _between(start: dt.datetime, end: dt.datetime) -> dt.timedelta:
+    # Python subtracts two datetimes with the same tzinfo as wall-clock times, which is an hour off
+    # across a DST switch; in UTC it is the real time between them.
+    return end.astimezone(_UTC) - start.astimezone(_UTC)
 
 
 def _to_us(value: dt.datetime) -> int:
@@ -499,6 +529,11 @@ class TenantCalendar:
             return table.cum_us[i] + us - table.open_us[i]
         return table.cum_us[i]
 
+    def _normalise(self, at: dt.datetime) -> dt.datetime:
+        # Through UTC: astimezone() to the zone `at` already has returns it unchanged, even a wall time
+        # that does not exist (inside the spring DST gap).
+        return at.astimezone(_UTC).astimezone(self.zone)
+
     def _local(self, us: int) -> dt.datetime:
         return (_EPOCH + dt.timedelta(microseconds=us)).astimezone(self.zone)
 
@@ -577,7 +612,7 @@ class TenantCalendar:
         if unit is TermUnit.HOURS:
             return (at.astimezone(_UTC) + dt.timedelta(hours=term.amount)).astimezone(self.zone)
         if unit is TermUnit.IMMEDIATELY:
-            return at.astimezone(self.zone)
+            return self._normalise(at)
         return self._calendar_day_deadline(at, term.calendar_days())
 
     def _calendar_day_deadline(self, at: dt.datetime, days: int) -> dt.datetime:
@@ -608,8 +643,8 @@ class TenantCalendar:
             j = max(bisect_left(table.cum_us, target) - 1, i0)
             return self._local(table.open_us[j] + target - table.cum_us[j])
         if unit is TermUnit.IMMEDIATELY:
-            return at.astimezone(self.zone)
-        span = self.deadline(at, term) - at
+            return self._normalise(at)
+        span = _between(at, self.deadline(at, term))
         return (at.astimezone(_UTC) + span * fraction).astimezone(self.zone)
 
     # ---- working time ------------------------------------------------------------------------
@@ -646,7 +681,7 @@ class TenantCalendar:
             return self.elapsed_working_time(start, end)
         _aware(start, "start")
         _aware(end, "end")
-        return max(end - start, dt.timedelta(0))
+        return max(_between(start, end), dt.timedelta(0))
 
     def working_time_left(self, now: dt.datetime, deadline: dt.datetime) -> dt.timedelta:
         """Office time of workdays from now until the deadline; negative when overdue.
@@ -662,7 +697,7 @@ class TenantCalendar:
         """answered_at minus the deadline (base plus extension if `extended`); <= 0 when the norm was met."""
         _aware(answered_at, "answered_at")
         deadline = self.deadline(start, term.extended() if extended else term)
-        return answered_at - deadline
+        return _between(deadline, answered_at)
 
     def norm_met(
         self, start: dt.datetime, answered_at: dt.datetime, term: Term, *, extended: bool = False
@@ -685,7 +720,7 @@ class TenantCalendar:
     def explain(self, at: dt.datetime, term: Term, fraction: float = 0.8) -> Explanation:
         """The deadline of `term` for a contact received at `at`, with the reasoning behind it."""
         _aware(at, "at")
-        local = at.astimezone(self.zone)
+        local = self._normalise(at)
         received = local.date()
         deadline = self.deadline(at, term)
         unit = term.unit
@@ -695,17 +730,18 @@ class TenantCalendar:
             day_zero = self.day_zero(at)
             hours = self._hours[received.weekday()]
             why = self.why_not_workday(received)
-            if why is not None:
+            if why is not None or hours is None:
                 reason = f"received on a non-workday ({why}): day 0 is the next workday"
-            elif hours is not None and local.time() < hours.opens:
+            elif local.time() < hours.opens:
                 reason = f"received on a workday before opening time ({hours.opens:%H:%M}): that day is day 0"
-            elif hours is not None and day_zero == received:
+            elif day_zero == received:
                 reason = (
                     f"received on a workday before closing time ({hours.closes:%H:%M}): that day is day 0"
                 )
             else:
-                closes = f"{hours.closes:%H:%M}" if hours is not None else "?"
-                reason = f"received at or after closing time ({closes}): day 0 is the next workday"
+                reason = (
+                    f"received at or after closing time ({hours.closes:%H:%M}): day 0 is the next workday"
+                )
             skipped = self._skipped(received, deadline.date())
         elif unit in (TermUnit.DAYS, TermUnit.WEEKS):
             day_zero = received
@@ -713,8 +749,10 @@ class TenantCalendar:
             target = received + dt.timedelta(days=days)
             reason = f"calendar days count from the date of receipt: day {days} is {target.isoformat()}"
             skipped = self._skipped(target, deadline.date())
-            if skipped:
-                reason += ", not a workday, so the deadline moves to the next workday"
+            if deadline.date() != target:
+                # A workday target is only passed by "0 days" received after closing time.
+                why_moved = "already closed at receipt" if self.is_workday(target) else "not a workday"
+                reason += f", {why_moved}, so the deadline moves to the next workday"
         elif unit is TermUnit.HOURS:
             day_zero = None
             reason = "hour terms run around the clock from the moment of receipt"
