@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from adapters.publisher import ContactPublisher, PublishError
 from router import logs
+from router.casework import CaseError, Casework, public_callback
 from router.clock import Clock
 from router.contact import Contact, field_errors
 from router.settings import Credential
@@ -37,6 +38,7 @@ class ApiContext:
     # name -> async check returning None when fine, or a reason; used by /readyz.
     readiness: dict[str, Callable[[], Awaitable[str | None]]] = field(default_factory=dict)
     embedded: bool = False
+    casework: Casework | None = None
 
 
 CTX = web.AppKey("ctx", ApiContext)
@@ -164,6 +166,9 @@ def contact_view(cid: str, fields: dict[str, str], history: list[dict[str, Any]]
         "received_at": fields.get("received_at"),
         "routed_at": fields.get("routed_at"),
         "deadlines": json.loads(fields.get("deadlines", "[]")),
+        "met": {k.removeprefix("met:"): v for k, v in fields.items() if k.startswith("met:")},
+        "closed_at": fields.get("closed_at"),
+        "resolution": fields.get("resolution"),
         "contact": json.loads(fields["contact"]) if "contact" in fields else None,
         "history": history,
     }
@@ -173,14 +178,26 @@ async def get_contact(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     cred = require_credential(request)
     cid = request.match_info["id"]
-    try:
-        record = await ctx.store.get(cid)
-    except StoreUnavailable:
-        return error(503, "state store unavailable, try again")
+    record = await ctx.store.get(cid)
     # Another tenant's contact looks exactly like a missing one.
-    if record is None or not cred.allows(record.fields.get("tenant", "")):
+    if record is None or "tenant" not in record.fields or not cred.allows(record.fields["tenant"]):
         return error(404, f"no contact with id '{cid}'")
-    return web.json_response(contact_view(cid, record.fields, record.history))
+    view = contact_view(cid, record.fields, record.history)
+    callbacks = []
+    if ctx.casework is not None:
+        state = await ctx.casework.load(cid)
+        if state is not None:
+            callbacks = [public_callback(cb) for _, cb in sorted(state.callbacks.items())]
+    view["callback_requests"] = callbacks
+    version = record.fields.get("version", "")
+    view["version"] = version
+    return web.json_response(view, headers={"ETag": f'"{version}"'})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from router.openapi import document
+
+    return web.json_response(document())
 
 
 @web.middleware
@@ -189,6 +206,8 @@ async def json_errors(
 ) -> web.StreamResponse:
     try:
         return await handler(request)
+    except CaseError as exc:
+        return web.json_response(exc.body, status=exc.status)
     except web.HTTPException as exc:
         if exc.content_type == "application/json" or exc.empty_body:
             raise
@@ -207,6 +226,10 @@ def create_app(ctx: ApiContext) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/v1/contacts", submit_contact)
     app.router.add_get("/v1/contacts/{id}", get_contact)
+    app.router.add_get("/v1/openapi.json", openapi)
+    from router import agent_api
+
+    agent_api.add_routes(app)
     return app
 
 

@@ -17,12 +17,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides = {}
     if getattr(args, "rules_dir", None):
         overrides["rules_dir"] = Path(args.rules_dir)
-    if getattr(args, "port", None):
+    if getattr(args, "port", None) is not None:
         overrides["http_port"] = args.port
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
-def cmd_serve(args: argparse.Namespace, with_router: bool, with_api: bool) -> int:
+def cmd_serve(args: argparse.Namespace, parts: frozenset[str]) -> int:
     from router.serve import serve
 
     settings = _settings(args)
@@ -30,11 +30,12 @@ def cmd_serve(args: argparse.Namespace, with_router: bool, with_api: bool) -> in
     return asyncio.run(
         serve(
             settings,
-            with_router=with_router,
-            with_api=with_api,
+            with_router="router" in parts,
+            with_api="api" in parts,
+            with_scheduler="scheduler" in parts,
             embedded=args.embedded,
-            demo=args.demo,
-            once=args.once,
+            demo=getattr(args, "demo", False),
+            once=getattr(args, "once", False),
         )
     )
 
@@ -160,22 +161,33 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rules-dir", help="rules directory (default: RULES_DIR or ./rules)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    for name, help_text in (
-        ("serve", "run router and HTTP API in one process"),
-        ("router", "run only the router (consumer of router.contacts)"),
-        ("api", "run only the HTTP API"),
+    for name, help_text, parts in (
+        (
+            "serve",
+            "run router, HTTP API and deadline scheduler in one process",
+            {"router", "api", "scheduler"},
+        ),
+        ("router", "run only the router (consumer of router.contacts)", {"router"}),
+        ("api", "run only the HTTP API", {"api"}),
+        ("scheduler", "run only the deadline scheduler", {"scheduler"}),
     ):
         s = sub.add_parser(name, help=help_text)
-        s.add_argument("--port", type=int, help="HTTP port (default: HTTP_PORT or 8080)")
         s.add_argument(
             "--embedded",
             choices=["auto", "always", "never"],
             default="auto",
             help="in-process transport and store: only when no server is reachable (auto)",
         )
-        s.add_argument("--demo", action="store_true", help="send sample contacts and print where each went")
-        s.add_argument("--once", action="store_true", help="with --demo: stop after the samples are routed")
-        s.set_defaults(func=lambda a, n=name: cmd_serve(a, with_router=n != "api", with_api=n != "router"))
+        if "api" in parts:
+            s.add_argument("--port", type=int, help="HTTP port (default: HTTP_PORT or 8080)")
+        if name == "serve":
+            s.add_argument(
+                "--demo", action="store_true", help="send sample contacts and print where each went"
+            )
+            s.add_argument(
+                "--once", action="store_true", help="with --demo: stop after the samples are routed"
+            )
+        s.set_defaults(func=lambda a, p=frozenset(parts): cmd_serve(a, p))
 
     topo = sub.add_parser("topology", help="broker topology")
     topo_sub = topo.add_subparsers(dest="action", required=True)

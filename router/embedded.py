@@ -13,6 +13,7 @@ from typing import Any
 
 from router import logs, topology
 from router.contact import Contact
+from router.outbound import OutMessage
 from router.routing import Delivery, RoutingCore
 from router.topology import Names
 
@@ -103,3 +104,16 @@ class MemoryRouter:
 
     def team_messages(self, names: Names) -> list[Published]:
         return list(self.broker.published[names(topology.TEAMS)])
+
+
+class MemoryOutbound:
+    def __init__(self, broker: MemoryBroker):
+        self.broker = broker
+
+    async def publish(self, msg: OutMessage) -> None:
+        self.broker.published[msg.exchange].append(
+            Published(msg.exchange, msg.routing_key, msg.body.encode(), msg.message_id, msg.headers)
+        )
+
+    async def close(self) -> None:
+        return None

@@ -33,9 +33,22 @@ class Keys:
         """Sorted set of open contact ids of a team, scored by the soonest deadline (epoch ms)."""
         return f"{self.prefix}team:{{{tenant}}}:{team}:open"
 
+    def callback(self, cid: str, n: int) -> str:
+        """Hash: one callback request of a contact (same slot as the contact)."""
+        return f"{self.prefix}contact:{{{cid}}}:callback:{n}"
+
+    def outbox(self, cid: str) -> str:
+        """List of messages a state change still has to publish (transactional outbox)."""
+        return f"{self.prefix}contact:{{{cid}}}:outbox"
+
+    def outbox_pending(self) -> str:
+        """Sorted set of contact ids with unpublished outbox entries, scored by when they were added."""
+        return f"{self.prefix}outbox:pending"
+
     def timers(self) -> str:
-        """Sorted set of pending timers, scored by due time (epoch ms)."""
-        return f"{self.prefix}timers"
+        """Sorted set of pending timers '<subject>|<kind>|<phase>', scored by due time (epoch ms)."""
+        return f"{self.prefix}{{timers}}:due"
 
     def timer_claims(self) -> str:
-        return f"{self.prefix}timers:claimed"
+        """Timers being fired, scored by when the claim lapses (wall-clock ms). Same slot as timers()."""
+        return f"{self.prefix}{{timers}}:claimed"

@@ -12,7 +12,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from router.keys import Keys
 from router.store import ClaimStatus, ContactRecord, Staged, StoreUnavailable
 
-# KEYS[1] contact hash. ARGV: token, lease_ms, then field/value pairs to stage.
+# KEYS[1] contact hash, KEYS[2..] callback hashes of the contact (same slot). ARGV: token, lease_ms,
+# then a counted group of field/value pairs for each key.
 CLAIM_AND_STAGE = """
 if redis.call('HGET', KEYS[1], 'committed') == '1' then
   return {'dup', redis.call('HGET', KEYS[1], 'team') or ''}
@@ -25,20 +26,46 @@ if holder and holder ~= ARGV[1] then
   if lease_until > now then return {'busy', holder} end
 end
 redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', now + tonumber(ARGV[2]))
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local i = 3
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, n do redis.call('HSET', KEYS[k], ARGV[i], ARGV[i + 1]); i = i + 2 end
+end
 return {'ok', ''}
 """
 
-# KEYS[1] contact hash, KEYS[2] history list. ARGV[1] history event.
+# KEYS[1] contact hash, KEYS[2] history list. ARGV[1] final status, ARGV[2..] history events.
 COMMIT = """
 if redis.call('HGET', KEYS[1], 'committed') == '1' then return 0 end
-redis.call('HSET', KEYS[1], 'committed', '1', 'status', 'routed')
+redis.call('HSET', KEYS[1], 'committed', '1', 'status', ARGV[1])
 redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
-redis.call('RPUSH', KEYS[2], ARGV[1])
+for i = 2, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+return 1
+"""
+
+# KEYS[1] target contact hash, KEYS[2] its history. ARGV: reply id, history event.
+# Once per reply; a reply to a closed contact reopens it.
+JOIN = """
+if redis.call('HSETNX', KEYS[1], 'reply:' .. ARGV[1], '1') == 0 then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+if redis.call('HGET', KEYS[1], 'status') == 'closed' then
+  redis.call('HSET', KEYS[1], 'status', 'routed')
+  redis.call('HDEL', KEYS[1], 'closed_at', 'resolution')
+  return 2
+end
 return 1
 """
 
 _ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    # A blocking pool waits for a free connection instead of raising under load (STYLE.md).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=32, timeout=10, socket_timeout=5, socket_connect_timeout=3
+    )
+    return aioredis.Redis(connection_pool=pool, decode_responses=False)
 
 
 class RedisStore:
@@ -47,14 +74,7 @@ class RedisStore:
         self.keys = keys
         self._claim = self.r.register_script(CLAIM_AND_STAGE)
         self._commit = self.r.register_script(COMMIT)
-
-    @classmethod
-    def from_url(cls, url: str, keys: Keys) -> RedisStore:
-        # A blocking pool waits for a free connection instead of raising under load (STYLE.md).
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=32, timeout=10, socket_timeout=5, socket_connect_timeout=3
-        )
-        return cls(aioredis.Redis(connection_pool=pool, decode_responses=False), keys)
+        self._join = self.r.register_script(JOIN)
 
     async def close(self) -> None:
         await self.r.aclose()
@@ -71,10 +91,17 @@ class RedisStore:
         try:
             async with self.r.pipeline(transaction=False) as pipe:
                 for item in items:
+                    keys = [self.keys.contact(item.cid)]
                     argv: list[Any] = [item.token, lease_ms]
-                    for k, v in item.fields.items():
-                        argv += [k, v]
-                    await self._claim(keys=[self.keys.contact(item.cid)], args=argv, client=pipe)
+                    for key, fields in [(keys[0], item.fields)] + [
+                        (self.keys.callback(item.cid, n), cb) for n, cb in sorted(item.callbacks.items())
+                    ]:
+                        if key != keys[0]:
+                            keys.append(key)
+                        argv.append(len(fields))
+                        for k, v in fields.items():
+                            argv += [k, v]
+                    await self._claim(keys=keys, args=argv, client=pipe)
                 raw = await pipe.execute()
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
@@ -86,10 +113,26 @@ class RedisStore:
         try:
             async with self.r.pipeline(transaction=False) as pipe:
                 for item in items:
-                    pipe.zadd(self.keys.team_items(item.tenant, item.team), {item.cid: item.team_score_ms})
+                    if item.team_score_ms is not None:
+                        pipe.zadd(
+                            self.keys.team_items(item.tenant, item.team), {item.cid: item.team_score_ms}
+                        )
+                    for team, member, score in item.listed:
+                        pipe.zadd(self.keys.team_items(item.tenant, team), {member: score})
                     pipe.set(self.keys.reference(item.reference), item.cid)
+                    for message_id in item.thread_ids:
+                        pipe.set(self.keys.thread(item.tenant, message_id), item.thread_target or item.cid)
                     if item.timers:
                         pipe.zadd(self.keys.timers(), dict(item.timers))
+                    if item.join is not None:
+                        j = item.join
+                        await self._join(
+                            keys=[self.keys.contact(j.target), self.keys.history(j.target)],
+                            args=[item.cid, j.event],
+                            client=pipe,
+                        )
+                        # Back on the list if it was closed; an open contact keeps its place.
+                        pipe.zadd(self.keys.team_items(j.tenant, j.team), {j.target: j.score_ms}, nx=True)
                 await pipe.execute()
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
@@ -102,12 +145,50 @@ class RedisStore:
                 for item in items:
                     await self._commit(
                         keys=[self.keys.contact(item.cid), self.keys.history(item.cid)],
-                        args=[item.history_event],
+                        args=[item.final_status, *item.history],
                         client=pipe,
                     )
                 await pipe.execute()
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+    async def find_threads(
+        self, queries: list[tuple[str, list[str], list[str]]]
+    ) -> list[dict[str, str] | None]:
+        if not queries:
+            return []
+        try:
+            async with self.r.pipeline(transaction=False) as pipe:
+                for tenant, references, message_ids in queries:
+                    for ref in references:
+                        pipe.get(self.keys.reference(ref))
+                    for mid in message_ids:
+                        pipe.get(self.keys.thread(tenant, mid))
+                found = await pipe.execute()
+            targets: list[str | None] = []
+            pos = 0
+            for _tenant, references, message_ids in queries:
+                n = len(references) + len(message_ids)
+                hits = [h for h in found[pos : pos + n] if h]
+                pos += n
+                targets.append(hits[0].decode() if hits else None)
+            async with self.r.pipeline(transaction=False) as pipe:
+                for target in targets:
+                    if target:
+                        pipe.hmget(self.keys.contact(target), ["tenant", "team", "status", "committed"])
+                rows = iter(await pipe.execute())
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        out: list[dict[str, str] | None] = []
+        for (tenant, _r, _m), target in zip(queries, targets, strict=True):
+            if not target:
+                out.append(None)
+                continue
+            values = [v.decode() if v else "" for v in next(rows)]
+            info = dict(zip(["tenant", "team", "status", "committed"], values, strict=True), id=target)
+            # Only a routed contact of the same tenant can take a reply.
+            out.append(info if info["tenant"] == tenant and info["committed"] == "1" else None)
+        return out
 
     async def get(self, cid: str) -> ContactRecord | None:
         try:

@@ -17,15 +17,16 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from router import logs, topology
 from router.classify import Decision
 from router.clock import Clock, epoch_ms
-from router.contact import Contact, Hop, summarise_errors
-from router.store import Staged, Store
+from router.contact import Contact, Hop, find_reference, summarise_errors
+from router.outbound import OutMessage
+from router.store import Join, Staged, Store
 from router.tenants import Deadline, Tenant
 from router.topology import Names
 
@@ -67,6 +68,9 @@ class Prepared:
     decision: Decision
     deadlines: list[Deadline]
     staged: Staged
+    # What the broker transaction publishes for this contact (team work item and events).
+    messages: list[OutMessage] = field(default_factory=list)
+    summary: str = "routed"
 
 
 @dataclass
@@ -82,6 +86,19 @@ class BatchResult:
     dead: list[Dead] = field(default_factory=list)
     # Deliveries whose contact another delivery is routing right now; retry them later, unacked.
     busy: list[Delivery] = field(default_factory=list)
+
+
+def thread_hints(contact: Contact) -> tuple[list[str], list[str]]:
+    """(reference numbers, Message-IDs) by which a contact may be a reply to an earlier one."""
+    refs = []
+    if (
+        contact.subject
+        and (ref := find_reference(contact.subject))
+        and ref.startswith(contact.tenant[:3].upper())
+    ):
+        refs.append(ref)
+    ids = contact.metadata.get("thread.in_reply_to", "").split()
+    return refs, ids[:20]
 
 
 def event_body(name: str, at: datetime, **fields: Any) -> bytes:
@@ -100,7 +117,7 @@ class RoutingCore:
         self.clock = clock
         self.lease_ms = lease_ms
 
-    def prepare(self, delivery: Delivery) -> Prepared | Dead:
+    def parse(self, delivery: Delivery) -> tuple[Contact, Tenant] | Dead:
         if len(delivery.body) > MAX_BODY_BYTES:
             return Dead(delivery, f"body too large: {len(delivery.body)} bytes (limit {MAX_BODY_BYTES})")
         try:
@@ -113,82 +130,342 @@ class RoutingCore:
         tenant = self.tenants.get(contact.tenant)
         if tenant is None:
             return Dead(delivery, f"unknown tenant '{contact.tenant}'")
+        return contact, tenant
+
+    def _event(self, name: str, at: datetime, **fields: Any) -> OutMessage:
+        return OutMessage(
+            self.names(topology.EVENTS), name, event_body(name, at, **fields).decode(), str(uuid.uuid4())
+        )
+
+    def _team_item(
+        self, tenant: str, team: str, envelope: dict[str, Any], cid: str, rule: str, idempotency_key: str
+    ) -> OutMessage:
+        headers = {topology.H_CONTACT_ID: cid, topology.H_IDEMPOTENCY: idempotency_key, topology.H_RULE: rule}
+        # The contact id as message id: a back-office consumer can dedupe on it.
+        return OutMessage(
+            self.names(topology.TEAMS),
+            f"{tenant}.{team}",
+            json.dumps(envelope, separators=(",", ":")),
+            cid,
+            headers,
+        )
+
+    def prepare(
+        self, delivery: Delivery, contact: Contact, tenant: Tenant, join: dict[str, str] | None = None
+    ) -> Prepared:
+        """Decide everything about one contact: team, deadlines, state, and what to publish."""
+        now = self.clock.now()
+        if join is not None:
+            return self._prepare_follow_up(delivery, contact, tenant, join, now)
+        rules = tenant.loaded.rules
         decision = tenant.classifier.classify(contact)
         deadlines = tenant.deadlines_for(contact.channel, decision.category, contact.received_at)
-        now = self.clock.now()
-        routed_hop = Hop(kind="routed", team=decision.team, at=now, note=None)
-        contact = contact.model_copy(
-            update={"category": decision.category, "hops": [*contact.hops, routed_hop]}
+        hops = [*contact.hops, Hop(kind="routed", team=decision.team, at=now, note=None)]
+        team, transfers, callbacks = decision.team, 0, {}
+        status, summary = "routed", "routed"
+        history: list[dict[str, Any]] = [
+            {
+                "event": "contact.routed",
+                "at": now.isoformat(),
+                "team": decision.team,
+                "rule": decision.rule,
+                "rule_at": decision.where,
+                "reasons": list(decision.reasons),
+            }
+        ]
+        common = {"tenant": contact.tenant, "contact_id": contact.cid, "channel": contact.channel}
+        events = [
+            self._event("contact.received", now, received_at=contact.received_at.isoformat(), **common),
+            self._event(
+                "contact.routed",
+                now,
+                team=decision.team,
+                rule=decision.rule,
+                category=decision.category,
+                deadlines=[d.as_dict() for d in deadlines],
+                **common,
+            ),
+        ]
+
+        # A phone note says what already happened on the line (see docs: phone outcomes).
+        outcome = contact.metadata.get("phone.outcome") if contact.channel == "phone" else None
+        agent = contact.metadata.get("phone.agent")
+        to_team = contact.metadata.get("phone.to_team")
+        if to_team is not None and to_team not in rules.team_ids():
+            history.append({"event": "phone.to_team_unknown", "at": now.isoformat(), "to_team": to_team})
+            to_team = None
+        if outcome == "answered":
+            status, summary = "closed", "answered"
+            history.append(
+                {
+                    "event": "contact.closed",
+                    "at": now.isoformat(),
+                    "agent": agent,
+                    "resolution": "answered on the phone",
+                }
+            )
+            events.append(self._event("contact.closed", now, team=team, agent=agent, **common))
+        elif outcome == "transferred" and to_team and to_team != team:
+            if rules.transfer_limit >= 1:
+                hops.append(
+                    Hop(
+                        kind="transferred",
+                        team=to_team,
+                        from_team=team,
+                        agent=agent,
+                        at=now,
+                        note=contact.metadata.get("phone.note"),
+                    )
+                )
+                history.append(
+                    {
+                        "event": "contact.transferred",
+                        "at": now.isoformat(),
+                        "from_team": team,
+                        "team": to_team,
+                        "agent": agent,
+                        "transfers": 1,
+                    }
+                )
+                events.append(
+                    self._event(
+                        "contact.transferred",
+                        now,
+                        from_team=team,
+                        team=to_team,
+                        agent=agent,
+                        transfers=1,
+                        counted=True,
+                        **common,
+                    )
+                )
+                team, transfers, summary = to_team, 1, "transferred"
+            else:
+                outcome = "colleague_unavailable"  # no transfer allowed at all: the intended team calls back
+        if outcome == "colleague_unavailable":
+            target = to_team or team
+            term = rules.callback_term()
+            if term is not None:
+                due = tenant.deadline("callback", term, now)
+                cbid = f"{contact.cid}-cb1"
+                callbacks[1] = {
+                    "id": cbid,
+                    "contact_id": contact.cid,
+                    "tenant": contact.tenant,
+                    "team": target,
+                    "reason": contact.metadata.get("phone.note") or contact.subject or "terugbelverzoek",
+                    "phone": contact.sender.phone if contact.sender and contact.sender.phone else "",
+                    "preferred_time": contact.metadata.get("phone.preferred_time", ""),
+                    "status": "open",
+                    "created_at": now.isoformat(),
+                    "created_by": agent or "",
+                    "origin": "phone_note",
+                    "term": str(term),
+                    "due": due.due.isoformat(),
+                    "warning_at": due.warning_at.isoformat(),
+                    "attempts": "0",
+                }
+                history.append(
+                    {
+                        "event": "callback.requested",
+                        "at": now.isoformat(),
+                        "callback_id": cbid,
+                        "team": target,
+                        "agent": agent,
+                        "due": due.due.isoformat(),
+                        "origin": "phone_note",
+                    }
+                )
+                events.append(
+                    self._event(
+                        "callback.requested",
+                        now,
+                        callback_id=cbid,
+                        team=target,
+                        due=due.due.isoformat(),
+                        origin="phone_note",
+                        **common,
+                    )
+                )
+                team, summary = target, "callback_requested"
+
+        contact = contact.model_copy(update={"category": decision.category, "hops": hops})
+        # An automatic acknowledgement at the edge meets "immediately"; the adapter says when it sent one.
+        acknowledged = "acknowledged_at" in contact.metadata
+        timed = [
+            d
+            for d in deadlines
+            if str(d.term) != "immediately" and not (d.kind == "acknowledge" and acknowledged)
+        ]
+        timers = (
+            []
+            if status == "closed"
+            else [
+                (m, epoch_ms(at))
+                for d in timed
+                for m, at in (
+                    (f"{contact.cid}|{d.kind}|warning", d.warning_at),
+                    (f"{contact.cid}|{d.kind}|breach", d.due),
+                )
+            ]
         )
+        listed: list[tuple[str, str, int]] = []
+        for cb in callbacks.values():
+            timers += [
+                (f"{cb['id']}|callback|warning", epoch_ms(datetime.fromisoformat(cb["warning_at"]))),
+                (f"{cb['id']}|callback|breach", epoch_ms(datetime.fromisoformat(cb["due"]))),
+            ]
+            listed.append((cb["team"], cb["id"], epoch_ms(datetime.fromisoformat(cb["due"]))))
         respond = [d for d in deadlines if d.kind == "respond"]
         score = epoch_ms(min(d.due for d in respond)) if respond else _NO_DEADLINE_SCORE
-        timers = []
-        for d in deadlines:
-            timers.append((f"{contact.cid}|{d.kind}|warning", epoch_ms(d.warning_at)))
-            timers.append((f"{contact.cid}|{d.kind}|breach", epoch_ms(d.due)))
+        fields = {
+            "contact": contact.model_dump_json(),
+            "tenant": contact.tenant,
+            "channel": contact.channel,
+            "team": team,
+            "category": decision.category or "",
+            "rule": decision.rule,
+            "status": "routing",
+            "transfers": str(transfers),
+            "version": "1",
+            "received_at": contact.received_at.isoformat(),
+            "routed_at": now.isoformat(),
+            "deadlines": json.dumps([d.as_dict() for d in deadlines]),
+            "callbacks": str(len(callbacks)),
+        }
+        if status == "closed":
+            fields.update(closed_at=now.isoformat(), resolution="answered on the phone")
+        thread_ids = [
+            v for k in ("thread.message_id", "thread.ack_message_id") if (v := contact.metadata.get(k))
+        ]
         staged = Staged(
             cid=contact.cid,
             tenant=contact.tenant,
-            team=decision.team,
+            team=team,
             token=delivery.message_id or f"anon-{uuid.uuid4()}",
-            fields={
-                "contact": contact.model_dump_json(),
-                "tenant": contact.tenant,
-                "channel": contact.channel,
-                "team": decision.team,
-                "category": decision.category or "",
-                "rule": decision.rule,
-                "status": "routing",
-                "transfers": "0",
-                "received_at": contact.received_at.isoformat(),
-                "routed_at": now.isoformat(),
-                "deadlines": json.dumps([d.as_dict() for d in deadlines]),
-            },
-            history_event=json.dumps(
-                {
-                    "event": "contact.routed",
-                    "at": now.isoformat(),
-                    "team": decision.team,
-                    "rule": decision.rule,
-                    "rule_at": decision.where,
-                    "reasons": list(decision.reasons),
-                }
-            ),
+            fields=fields,
+            history=[json.dumps(h, separators=(",", ":")) for h in history],
             reference=contact.reference,
-            team_score_ms=score,
+            team_score_ms=None if status == "closed" else score,
             timers=timers,
+            callbacks=callbacks,
+            listed=listed,
+            thread_ids=thread_ids,
+            final_status=status,
         )
-        return Prepared(delivery, contact, tenant, decision, deadlines, staged)
+        messages = events
+        if status != "closed":
+            routing = {
+                "team": team,
+                "category": decision.category,
+                "rule": decision.rule,
+                "rule_at": decision.where,
+                "reasons": list(decision.reasons),
+                "deadlines": [d.as_dict() for d in deadlines],
+                "transfers": transfers,
+                "transfer_limit": rules.transfer_limit,
+            }
+            envelope: dict[str, Any] = {"contact": contact.model_dump(mode="json"), "routing": routing}
+            if callbacks:
+                envelope["callback_request"] = {k: v for k, v in callbacks[1].items() if k != "tenant"}
+            messages = [
+                self._team_item(
+                    contact.tenant, team, envelope, contact.cid, decision.rule, contact.idempotency_key
+                ),
+                *events,
+            ]
+        return Prepared(delivery, contact, tenant, decision, deadlines, staged, messages, summary)
 
-    def team_message(self, p: Prepared) -> bytes:
-        envelope = {
-            "contact": p.contact.model_dump(mode="json"),
-            "routing": {
-                "team": p.decision.team,
-                "category": p.decision.category,
-                "rule": p.decision.rule,
-                "rule_at": p.decision.where,
-                "reasons": list(p.decision.reasons),
-                "deadlines": [d.as_dict() for d in p.deadlines],
-                "transfer_limit": p.tenant.loaded.rules.transfer_limit,
-            },
+    def _prepare_follow_up(
+        self, delivery: Delivery, contact: Contact, tenant: Tenant, join: dict[str, str], now: datetime
+    ) -> Prepared:
+        target, team = join["id"], join["team"]
+        decision = Decision(
+            team=team,
+            category=None,
+            rule="follow-up",
+            rule_line=0,
+            file="(thread)",
+            reasons=(f"reply to contact {target}",),
+        )
+        event = {
+            "event": "contact.reply",
+            "at": now.isoformat(),
+            "reply_id": contact.cid,
+            "channel": contact.channel,
+            "received_at": contact.received_at.isoformat(),
         }
-        return json.dumps(envelope, separators=(",", ":")).encode()
+        fields = {
+            "contact": contact.model_dump_json(),
+            "tenant": contact.tenant,
+            "channel": contact.channel,
+            "team": team,
+            "category": "",
+            "rule": "follow-up",
+            "status": "routing",
+            "transfers": "0",
+            "version": "1",
+            "received_at": contact.received_at.isoformat(),
+            "routed_at": now.isoformat(),
+            "deadlines": "[]",
+            "callbacks": "0",
+            "merged_into": target,
+        }
+        thread_ids = [
+            v for k in ("thread.message_id", "thread.ack_message_id") if (v := contact.metadata.get(k))
+        ]
+        staged = Staged(
+            cid=contact.cid,
+            tenant=contact.tenant,
+            team=team,
+            token=delivery.message_id or f"anon-{uuid.uuid4()}",
+            fields=fields,
+            history=[json.dumps({"event": "contact.merged", "at": now.isoformat(), "into": target})],
+            reference=contact.reference,
+            team_score_ms=None,
+            thread_ids=thread_ids,
+            thread_target=target,
+            final_status="merged",
+            join=Join(
+                target, contact.tenant, team, json.dumps(event, separators=(",", ":")), _NO_DEADLINE_SCORE
+            ),
+        )
+        envelope = {
+            "contact": contact.model_dump(mode="json"),
+            "routing": {"team": team, "follow_up_of": target, "rule": "follow-up"},
+        }
+        common = {"tenant": contact.tenant, "contact_id": target, "channel": contact.channel}
+        messages = [
+            self._team_item(
+                contact.tenant, team, envelope, contact.cid, "follow-up", contact.idempotency_key
+            ),
+            self._event("contact.reply", now, reply_id=contact.cid, team=team, **common),
+        ]
+        return Prepared(delivery, contact, tenant, decision, [], staged, messages, "joined")
 
     async def handle(self, deliveries: list[Delivery], tx: Tx) -> BatchResult:
         """Process one batch inside `tx`. Raises StoreUnavailable before anything was published."""
         result = BatchResult()
-        prepared: list[Prepared] = []
+        parsed: list[tuple[Delivery, Contact, Tenant]] = []
         for d in deliveries:
-            try:
-                item = self.prepare(d)
-            except Exception as exc:  # a bug must not stall the queue: dead-letter with the reason
-                log.exception("prepare_failed", message_id=d.message_id)
-                item = Dead(d, f"internal error while preparing: {type(exc).__name__}")
+            item = self.parse(d)
             if isinstance(item, Dead):
                 result.dead.append(item)
             else:
-                prepared.append(item)
+                parsed.append((d, *item))
+
+        # Replies: a quoted reference number or a known Message-ID joins the existing contact.
+        hinted = [(i, c) for i, (_, c, _) in enumerate(parsed) if thread_hints(c) != ([], [])]
+        found = await self.store.find_threads([(c.tenant, *thread_hints(c)) for _, c in hinted])
+        joins = {i: info for (i, c), info in zip(hinted, found, strict=True) if info and info["id"] != c.cid}
+
+        prepared: list[Prepared] = []
+        for i, (d, contact, tenant) in enumerate(parsed):
+            try:
+                prepared.append(self.prepare(d, contact, tenant, joins.get(i)))
+            except Exception as exc:  # a bug must not stall the queue: dead-letter with the reason
+                log.exception("prepare_failed", message_id=d.message_id, contact_id=contact.cid)
+                result.dead.append(Dead(d, f"internal error while preparing: {type(exc).__name__}"))
 
         # Two copies of one contact in the same batch: keep the first, let the store decide the rest later.
         seen: set[str] = set()
@@ -210,44 +487,11 @@ class RoutingCore:
                 result.busy.append(p.delivery)
         await self.store.index([p.staged for p in result.routed])
 
-        now = self.clock.now()
         for p in result.routed:
-            c, dec = p.contact, p.decision
-            headers = {
-                topology.H_CONTACT_ID: c.cid,
-                topology.H_IDEMPOTENCY: c.idempotency_key,
-                topology.H_RULE: dec.rule,
-            }
-            await tx.publish(
-                self.names(topology.TEAMS),
-                f"{c.tenant}.{dec.team}",
-                self.team_message(p),
-                message_id=c.cid,
-                headers=headers,
-            )
-            common = {"tenant": c.tenant, "contact_id": c.cid, "channel": c.channel}
-            await tx.publish(
-                self.names(topology.EVENTS),
-                "contact.received",
-                event_body("contact.received", now, received_at=c.received_at.isoformat(), **common),
-                message_id=str(uuid.uuid4()),
-                headers={},
-            )
-            await tx.publish(
-                self.names(topology.EVENTS),
-                "contact.routed",
-                event_body(
-                    "contact.routed",
-                    now,
-                    team=dec.team,
-                    rule=dec.rule,
-                    category=dec.category,
-                    deadlines=[d.as_dict() for d in p.deadlines],
-                    **common,
-                ),
-                message_id=str(uuid.uuid4()),
-                headers={},
-            )
+            for m in p.messages:
+                await tx.publish(
+                    m.exchange, m.routing_key, m.body.encode(), message_id=m.message_id, headers=m.headers
+                )
             await tx.ack(p.delivery)
         for p in result.duplicates:
             await tx.ack(p.delivery)
@@ -271,7 +515,7 @@ class RoutingCore:
         await self.store.commit([p.staged for p in result.routed])
         for p in result.routed:
             log.info(
-                "contact_routed",
+                "contact_" + p.summary,
                 contact_id=p.staged.cid,
                 tenant=p.staged.tenant,
                 team=p.staged.team,
@@ -283,6 +527,3 @@ class RoutingCore:
             log.warning(
                 "contact_dead_lettered", message_id=dead.delivery.message_id, reason=dead.reason[:200]
             )
-
-
-Outcome = Literal["routed", "duplicate", "dead", "busy"]

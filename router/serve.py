@@ -48,10 +48,19 @@ async def run_demo(runtime: Runtime, out: object = sys.stdout) -> bool:
 
 
 async def serve(
-    settings: Settings, *, with_router: bool, with_api: bool, embedded: str, demo: bool, once: bool
+    settings: Settings,
+    *,
+    with_router: bool,
+    with_api: bool,
+    with_scheduler: bool,
+    embedded: str,
+    demo: bool,
+    once: bool,
 ) -> int:
     try:
-        runtime = await build(settings, with_router=with_router, embedded=embedded)
+        runtime = await build(
+            settings, with_router=with_router, with_scheduler=with_scheduler, embedded=embedded
+        )
     except RulesError as exc:
         print(f"rules are invalid:\n{exc}", file=sys.stderr)
         return 2

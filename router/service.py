@@ -21,12 +21,14 @@ from adapters.publisher import AmqpContactPublisher, ContactPublisher
 from router import logs, topology
 from router.amqp_router import AmqpRouter
 from router.api import ApiContext, create_app
+from router.casework import Casework
 from router.clock import Clock, SystemClock
-from router.embedded import BANNER, MemoryBroker, MemoryContactPublisher, MemoryRouter
+from router.embedded import BANNER, MemoryBroker, MemoryContactPublisher, MemoryOutbound, MemoryRouter
 from router.keys import Keys
-from router.memory_store import MemoryStore
-from router.redis_store import RedisStore
+from router.outbound import AmqpOutbound, Outbound
+from router.redis_store import RedisStore, redis_client
 from router.routing import RoutingCore
+from router.scheduler import Scheduler
 from router.settings import Settings
 from router.store import Store, StoreUnavailable
 from router.tenants import Tenant
@@ -70,7 +72,10 @@ class Runtime:
     publisher: ContactPublisher
     clock: Clock
     embedded: bool
+    outbound: Outbound
+    casework: Casework
     router: AmqpRouter | MemoryRouter | None = None
+    scheduler: Scheduler | None = None
     broker: MemoryBroker | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -92,6 +97,7 @@ class Runtime:
             credentials=self.settings.credentials(),
             readiness=checks,
             embedded=self.embedded,
+            casework=self.casework,
         )
 
     async def _store_check(self) -> str | None:
@@ -115,10 +121,13 @@ class Runtime:
     async def close(self) -> None:
         if self.router is not None:
             self.router.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         for task in self.tasks:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(task, 30)
         await self.publisher.close()
+        await self.outbound.close()
         await self.store.close()
 
 
@@ -126,6 +135,7 @@ async def build(
     settings: Settings,
     *,
     with_router: bool,
+    with_scheduler: bool = False,
     embedded: str = "auto",
     clock: Clock | None = None,
     tenants: dict[str, Tenant] | None = None,
@@ -147,23 +157,44 @@ async def build(
                 f"({settings.amqp_url if not amqp_ok else settings.redis_url}) while the "
                 "other one is; start it, or run with --embedded always for an in-memory demo"
             )
+    keys = Keys(settings.namespace)
     if use_embedded:
+        import fakeredis
+
         log.warning("embedded_mode", message=BANNER)
         broker = MemoryBroker()
-        store: Store = MemoryStore()
+        fake = fakeredis.FakeAsyncRedis()
+        store: Store = RedisStore(fake, keys)
+        outbound: Outbound = MemoryOutbound(broker)
+        casework = Casework(fake, keys, names, tenants, clock, outbound)
         runtime = Runtime(
-            settings, tenants, store, MemoryContactPublisher(broker, names), clock, True, broker=broker
+            settings,
+            tenants,
+            store,
+            MemoryContactPublisher(broker, names),
+            clock,
+            True,
+            outbound=outbound,
+            casework=casework,
+            broker=broker,
         )
         if with_router:
             runtime.router = MemoryRouter(
                 broker, RoutingCore(tenants, store, names, clock, settings.claim_lease_ms)
             )
+        if with_scheduler:
+            runtime.scheduler = Scheduler(fake, keys, names, casework, outbound, clock)
         return runtime
 
     await declare_topology(settings, tenants)
-    store = RedisStore.from_url(settings.redis_url, Keys(settings.namespace))
+    client = redis_client(settings.redis_url)
+    store = RedisStore(client, keys)
     publisher = AmqpContactPublisher(settings.amqp_url, names)
-    runtime = Runtime(settings, tenants, store, publisher, clock, False)
+    outbound = AmqpOutbound(settings.amqp_url)
+    casework = Casework(client, keys, names, tenants, clock, outbound)
+    runtime = Runtime(settings, tenants, store, publisher, clock, False, outbound=outbound, casework=casework)
+    if with_scheduler:
+        runtime.scheduler = Scheduler(client, keys, names, casework, outbound, clock)
     if with_router:
         core = RoutingCore(tenants, store, names, clock, settings.claim_lease_ms)
 
@@ -184,6 +215,8 @@ async def build(
 async def start(runtime: Runtime) -> None:
     if runtime.router is not None:
         runtime.tasks.append(asyncio.create_task(runtime.router.run(), name="router"))
+    if runtime.scheduler is not None:
+        runtime.tasks.append(asyncio.create_task(runtime.scheduler.run(), name="scheduler"))
 
 
 async def run_http(runtime: Runtime, stop: asyncio.Event) -> None:

@@ -17,6 +17,17 @@ class StoreUnavailable(Exception):
 
 
 @dataclass
+class Join:
+    """A follow-up (a reply) that joins an existing contact instead of opening a new one."""
+
+    target: str
+    tenant: str
+    team: str
+    event: str  # history event for the target
+    score_ms: int
+
+
+@dataclass
 class Staged:
     """One contact about to be routed, as the store sees it."""
 
@@ -26,10 +37,20 @@ class Staged:
     # Claim token: the delivery's message id. A redelivery of the same message may take over its own claim.
     token: str
     fields: dict[str, str]
-    history_event: str
+    history: list[str]
     reference: str
-    team_score_ms: int
+    # Score in the team's work list; None: not listed (closed at once, or merged into another contact).
+    team_score_ms: int | None
     timers: list[tuple[str, int]] = field(default_factory=list)
+    # Callback requests created with the contact (phone notes), by number: written with the claim.
+    callbacks: dict[int, dict[str, str]] = field(default_factory=dict)
+    # Further work-list entries: (team, member, score).
+    listed: list[tuple[str, str, int]] = field(default_factory=list)
+    # Mail Message-IDs that must thread to `thread_target` (default: this contact).
+    thread_ids: list[str] = field(default_factory=list)
+    thread_target: str | None = None
+    final_status: str = "routed"
+    join: Join | None = None
 
 
 @dataclass
@@ -55,6 +76,12 @@ class Store(Protocol):
         ...
 
     async def get(self, cid: str) -> ContactRecord | None: ...
+
+    async def find_threads(
+        self, queries: list[tuple[str, list[str], list[str]]]
+    ) -> list[dict[str, str] | None]:
+        """Per (tenant, references, message ids): the existing contact they point to (its fields), if any."""
+        ...
 
     async def resolve_reference(self, reference: str) -> str | None: ...
 

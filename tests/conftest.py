@@ -12,15 +12,22 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import pytest
 import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient, TestServer
 
+from router.api import create_app
+from router.clock import ManualClock
+from router.service import build
 from router.settings import Settings
 from router.tenants import Tenant
 from router.tenants import load as load_tenants
+from tests.harness import AMS, Harness
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
@@ -133,3 +140,25 @@ async def drain(
         out.append(msg)
     await channel.close()
     return out
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 5, 13, 10, 0, tzinfo=AMS))
+
+
+@pytest.fixture
+async def h(
+    settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any, clock: ManualClock
+) -> AsyncIterator[Harness]:
+    rt = await build(settings, with_router=True, with_scheduler=True, embedded="never", clock=clock)
+    assert rt.router is not None
+    rt.tasks.append(asyncio.create_task(rt.router.run()))
+    channel = await amqp.channel()
+    events = await channel.declare_queue(exclusive=True)
+    await events.bind(rt.names("events"), routing_key="#")
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(rt.api_context())))
+    await client.start_server()
+    yield Harness(rt, client, clock, events)
+    await client.close()
+    await rt.close()
