@@ -83,6 +83,13 @@ async def serve(
             code = 0 if ok else 1
             if once:
                 stop.set()
+            elif with_api:
+                base = f"http://{settings.http_host}:{settings.http_port}"
+                print(
+                    f"\nServing on {base} (Ctrl-C stops). Try:\n"
+                    f"  curl {base}/readyz\n"
+                    f"  curl -H 'X-API-Key: <key from API_KEYS>' {base}/v1/tenants/ommen/teams/burgerzaken/items"
+                )
         await stop.wait()
     finally:
         stop.set()
