@@ -88,7 +88,7 @@ async def serve(
                 print(
                     f"\nServing on {base} (Ctrl-C stops). Try:\n"
                     f"  curl {base}/readyz\n"
-                    f"  curl -H 'X-API-Key: <key from API_KEYS>' {base}/v1/tenants/ommen/teams/burgerzaken/items"
+                    f"  curl -H 'X-API-Key: <key>' {base}/v1/tenants/ommen/teams/burgerzaken/items"
                 )
         await stop.wait()
     finally:
