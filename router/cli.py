@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -217,7 +218,20 @@ def parser() -> argparse.ArgumentParser:
     sch = sub.add_parser("schema", help="the Contact JSON Schema in schemas/")
     sch.add_argument("action", choices=["write", "check"])
     sch.set_defaults(func=cmd_schema)
+
+    # Subcommands that live beside their own code; each module has add_parser(subparsers).
+    for module in _SUBCOMMAND_MODULES:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.add_parser(sub)
     return p
+
+
+_SUBCOMMAND_MODULES = ("adapters.cli", "router.dlq", "bench.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
