@@ -29,6 +29,16 @@ class ContactPublisher(Protocol):
     async def close(self) -> None: ...
 
 
+class DeadLetterSink(Protocol):
+    """Where adapters put input they took from a sender but cannot turn into a contact."""
+
+    async def dead_letter(self, body: bytes, reason: str, *, routing_key: str) -> None: ...
+
+
+# Header values travel in every frame of the message; a parser's reason needs no more than this.
+MAX_REASON_CHARS = 1000
+
+
 def routing_key(contact: Contact) -> str:
     return f"{contact.tenant}.{contact.channel}"
 
@@ -43,6 +53,18 @@ def message_for(contact: Contact) -> aio_pika.Message:
     )
 
 
+def dead_letter_message(body: bytes, reason: str, routing_key: str) -> aio_pika.Message:
+    return aio_pika.Message(
+        body,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=str(uuid.uuid4()),
+        headers={
+            topology.H_DEAD_REASON: reason[:MAX_REASON_CHARS],
+            topology.H_ORIGINAL_KEY: routing_key,
+        },
+    )
+
+
 class AmqpContactPublisher:
     def __init__(self, url: str, names: Names, *, timeout: float = 10.0, connection_name: str = "adapters"):
         self.url = url
@@ -53,6 +75,8 @@ class AmqpContactPublisher:
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._lock = asyncio.Lock()
+        self._dead_exchange: aio_pika.abc.AbstractExchange | None = None
+        self._dead_channel: aio_pika.abc.AbstractChannel | None = None
 
     async def _ensure(self) -> aio_pika.abc.AbstractExchange:
         async with self._lock:
@@ -78,6 +102,22 @@ class AmqpContactPublisher:
             # Drop the channel so the next publish starts clean; the error reaches the sender.
             self._exchange = None
             raise PublishError(f"broker did not confirm the contact: {type(exc).__name__}") from exc
+
+    async def dead_letter(self, body: bytes, reason: str, *, routing_key: str) -> None:
+        """Publish `body` unchanged to `router.dead` with `x-dead-reason`; confirmed like a contact."""
+        try:
+            await self._ensure()
+            assert self._channel is not None
+            if self._dead_exchange is None or self._dead_channel is not self._channel:
+                self._dead_exchange = await self._channel.get_exchange(self.names(topology.DEAD), ensure=True)
+                self._dead_channel = self._channel
+            await self._dead_exchange.publish(
+                dead_letter_message(body, reason, routing_key), routing_key=routing_key, timeout=self.timeout
+            )
+        except Exception as exc:
+            self._exchange = None
+            self._dead_exchange = None
+            raise PublishError(f"broker did not confirm the dead letter: {type(exc).__name__}") from exc
 
     @property
     def connected(self) -> bool:

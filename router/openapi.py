@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from adapters.phone import PhoneNote
+from adapters.webform import WebformSubmission
 from router import __version__
 from router.agent_api import AttemptIn, CallbackRequestIn, CloseIn, ResponseIn, TransferIn
 from router.contact import Contact
@@ -83,7 +85,19 @@ _OBJ: dict[str, Any] = {"type": "object", "additionalProperties": True}
 @cache
 def document() -> dict[str, Any]:
     _, defs = models_json_schema(
-        [(m, "validation") for m in (Contact, TransferIn, CallbackRequestIn, AttemptIn, CloseIn, ResponseIn)],
+        [
+            (m, "validation")
+            for m in (
+                Contact,
+                TransferIn,
+                CallbackRequestIn,
+                AttemptIn,
+                CloseIn,
+                ResponseIn,
+                WebformSubmission,
+                PhoneNote,
+            )
+        ],
         ref_template=_REF,
     )
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
@@ -229,6 +243,84 @@ def document() -> dict[str, Any]:
             }
         },
     }
+    tenant = {"name": "tenant", "in": "path", "required": True, "schema": {"type": "string"}}
+    form_body = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": _REF.format(model="WebformSubmission")}},
+            "application/x-www-form-urlencoded": {"schema": {"$ref": _REF.format(model="WebformSubmission")}},
+        },
+    }
+    paths.update(
+        {
+            "/v1/channels/webform/{tenant}": {
+                "post": {
+                    "summary": "Web form: a contact; answers the reference number and expected answer date",
+                    "operationId": "submitWebform",
+                    "security": [],
+                    "parameters": [tenant],
+                    "requestBody": form_body,
+                    "responses": {
+                        "202": _json(_OBJ, "Accepted; body has reference and expected_answer_by"),
+                        "429": _json(_OBJ, "Too many submissions from this address; see Retry-After"),
+                        **_error_responses(400, 404, 413, 422, 503),
+                    },
+                }
+            },
+            "/v1/channels/phone/{tenant}/notes": {
+                "post": {
+                    "summary": "Phone note by an agent; its outcome acts by itself",
+                    "operationId": "submitPhoneNote",
+                    "security": authed,
+                    "parameters": [tenant],
+                    "requestBody": _body(PhoneNote),
+                    "responses": {
+                        "202": _json(_OBJ, "Accepted"),
+                        **_error_responses(400, 401, 403, 404, 413, 422, 503),
+                    },
+                }
+            },
+            "/v1/channels/social/{tenant}/webhook": {
+                "get": {
+                    "summary": "Meta webhook verification handshake",
+                    "operationId": "verifySocialWebhook",
+                    "security": [],
+                    "parameters": [tenant]
+                    + [
+                        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                        for n in ("hub.mode", "hub.verify_token", "hub.challenge")
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The challenge, echoed",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "403": _json(_OBJ, "Verification failed"),
+                        **_error_responses(404),
+                    },
+                },
+                "post": {
+                    "summary": "Meta webhook (WhatsApp, Messenger, Instagram), signed",
+                    "operationId": "receiveSocialWebhook",
+                    "security": [],
+                    "parameters": [
+                        tenant,
+                        {
+                            "name": "X-Hub-Signature-256",
+                            "in": "header",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _OBJ}}},
+                    "responses": {
+                        "200": _json(_OBJ, "Received; one contact per inbound message"),
+                        **_error_responses(400, 401, 404, 413, 422, 503),
+                    },
+                },
+            },
+        }
+    )
     return {
         "openapi": "3.1.0",
         "info": {

@@ -6,6 +6,10 @@ import asyncio
 import contextlib
 import sys
 
+from pydantic import ValidationError
+
+from adapters.registry import AdapterLoadError
+from adapters.wiring import context_for_runtime, start_adapters, stop_adapters
 from router import logs
 from router.embedded import BANNER
 from router.rules import RulesError
@@ -67,12 +71,21 @@ async def serve(
     except (RuntimeError, OSError) as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2
+    try:
+        # The channel adapters (web form, social, phone notes, SMTP/IMAP) run with the HTTP API.
+        adapter_ctx = await context_for_runtime(runtime) if with_api else None
+    except (ValidationError, AdapterLoadError) as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        await runtime.close()
+        return 2
     if runtime.embedded:
         print(f"\n*** {BANNER} ***\n", file=sys.stderr)
     stop = asyncio.Event()
     install_signal_handlers(stop)
     await start(runtime)
-    http = asyncio.create_task(run_http(runtime, stop)) if with_api else None
+    if adapter_ctx is not None:
+        await start_adapters(adapter_ctx)
+    http = asyncio.create_task(run_http(runtime, stop, adapter_ctx)) if with_api else None
     code = 0
     try:
         if demo:
@@ -96,6 +109,9 @@ async def serve(
         if http is not None:
             with contextlib.suppress(Exception):
                 await http
+        if adapter_ctx is not None:
+            # Before the runtime closes: acknowledgements in flight still need the broker and the store.
+            await stop_adapters(adapter_ctx)
         await runtime.close()
         log.info("stopped")
     return code

@@ -17,7 +17,10 @@ from urllib.parse import urlparse
 import aio_pika
 from aiohttp import web
 
+from adapters.context import AdapterContext
+from adapters.http import ADAPTERS, add_routes
 from adapters.publisher import AmqpContactPublisher, ContactPublisher
+from adapters.wiring import readiness_checks
 from router import logs, topology
 from router.amqp_router import AmqpRouter
 from router.api import ApiContext, create_app
@@ -219,8 +222,15 @@ async def start(runtime: Runtime) -> None:
         runtime.tasks.append(asyncio.create_task(runtime.scheduler.run(), name="scheduler"))
 
 
-async def run_http(runtime: Runtime, stop: asyncio.Event) -> None:
-    app = create_app(runtime.api_context())
+async def run_http(runtime: Runtime, stop: asyncio.Event, adapters: AdapterContext | None = None) -> None:
+    api_ctx = runtime.api_context()
+    if adapters is not None:
+        api_ctx.readiness.update(readiness_checks(adapters))
+    app = create_app(api_ctx)
+    if adapters is not None:
+        # The channel routes share the API's app: phone notes use its API keys.
+        app[ADAPTERS] = adapters
+        add_routes(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, runtime.settings.http_host, runtime.settings.http_port)

@@ -4,6 +4,9 @@ with the documented status codes."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -15,13 +18,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
+from adapters.http import ADAPTERS, add_routes
+from adapters.settings import AdapterSettings
+from adapters.wiring import context_for_runtime
 from router.api import create_app
 from router.clock import ManualClock
 from router.openapi import document
-from router.service import build
+from router.service import Runtime, build
 from router.settings import Settings
 
 KEY = {"X-API-Key": "secret-key", "X-Agent-Id": "agent-1"}
+SECRET = "meta-app-secret"
 
 
 def test_document_is_valid_openapi() -> None:
@@ -32,15 +39,26 @@ def documented() -> set[tuple[str, str]]:
     return {(method.upper(), path) for path, ops in document()["paths"].items() for method in ops}
 
 
-def test_every_documented_route_exists_and_every_route_is_documented(settings: Settings) -> None:
-    from router.api import ApiContext
+async def full_app(rt: Runtime) -> web.Application:
+    """The app as `serve` builds it: API, agent routes and the channel adapters' routes."""
+    adapters = await context_for_runtime(
+        rt, AdapterSettings(meta_app_secret=SECRET, meta_verify_token="verify-me")
+    )
+    app = create_app(rt.api_context())
+    app[ADAPTERS] = adapters
+    add_routes(app)
+    return app
 
-    app = create_app(ApiContext(tenants={}, store=None, publisher=None, clock=None, credentials={}))  # type: ignore[arg-type]
+
+async def test_every_documented_route_exists_and_every_route_is_documented(settings: Settings) -> None:
+    rt = await build(settings, with_router=False, embedded="always")
+    app = await full_app(rt)
     served = {
         (route.method, route.resource.canonical)
         for route in app.router.routes()
         if route.method != "HEAD" and route.resource is not None
     }
+    await rt.close()
     assert served == documented()
 
 
@@ -59,7 +77,7 @@ async def test_one_walk_exercises_every_route(settings: Settings, amqp: Any, red
         seen.append((request.method, request.match_info.route.resource.canonical, response.status))  # type: ignore[union-attr]
         return response
 
-    app = create_app(rt.api_context())
+    app = await full_app(rt)
     app.middlewares.insert(0, record)
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
@@ -104,6 +122,29 @@ async def test_one_walk_exercises_every_route(settings: Settings, amqp: Any, red
         resp = await client.post(f"/v1/contacts/{cid}/responses", headers=KEY, json={"kind": "respond"})
         assert resp.status == 200
         resp = await client.post(f"/v1/contacts/{cid}/close", headers=KEY, json={"resolution": "klaar"})
+        assert resp.status == 200
+        resp = await client.post(
+            "/v1/channels/webform/ommen", json={"message": "Losse stoeptegel", "email": "a@b.nl"}
+        )
+        assert resp.status == 202
+        resp = await client.post(
+            "/v1/channels/phone/ommen/notes",
+            headers=KEY,
+            json={"topic": "paspoort", "note": "Vraag beantwoord", "outcome": "answered", "agent": "kcc-1"},
+        )
+        assert resp.status == 202
+        resp = await client.get(
+            "/v1/channels/social/ommen/webhook",
+            params={"hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "42"},
+        )
+        assert resp.status == 200 and await resp.text() == "42"
+        payload = json.dumps({"object": "whatsapp_business_account", "entry": []}).encode()
+        signature = "sha256=" + hmac.new(SECRET.encode(), payload, hashlib.sha256).hexdigest()
+        resp = await client.post(
+            "/v1/channels/social/ommen/webhook",
+            data=payload,
+            headers={"X-Hub-Signature-256": signature, "Content-Type": "application/json"},
+        )
         assert resp.status == 200
     finally:
         await client.close()

@@ -1,0 +1,93 @@
+"""Counter visits (balie): a queue-management system posts each finished visit as a contact.
+
+`POST /v1/channels/counter/{tenant}/visits` with an API key and a JSON body:
+    {"visit_id": "Q-2026-0001", "desk": "balie-3", "topic": "Paspoort aanvragen",
+     "note": "Pasfoto ontbrak; komt terug.", "visitor_name": "...", "follow_up": true}
+
+This module is the worked example in docs/adapters.md: it imports only the public interface
+(`adapters.base`, `adapters.httpkit`, `adapters.context` and the `Contact` model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+
+from adapters.base import ChannelAdapter, Inbound, Rejected
+from adapters.context import AdapterContext
+from adapters.httpkit import (
+    context,
+    handler,
+    json_object,
+    known_tenant,
+    read_body,
+    require_key,
+    submit_or_error,
+)
+from router.contact import Contact, Sender, Source, field_errors
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True)]
+
+
+# 1. The native format, validated: every bad field is reported by name.
+class Visit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    visit_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,100}$")]
+    desk: Annotated[Text, StringConstraints(min_length=1, max_length=50)]
+    topic: Annotated[Text, StringConstraints(min_length=1, max_length=200)]
+    note: Annotated[Text, StringConstraints(max_length=10_000)] = ""
+    visitor_name: Annotated[Text, StringConstraints(max_length=200)] | None = None
+    follow_up: bool = False
+
+
+class CounterVisitAdapter(ChannelAdapter):
+    # 2. A stable name (part of the idempotency key) and the channel the rules and norms know.
+    name = "counter"
+    channel = "counter"
+    summary = "Example: counter visits from a queue-management system (docs/adapters.md)."
+
+    # 3. translate: native input → contacts. Pure; raise Rejected with one entry per bad field.
+    def translate(self, inbound: Inbound, ctx: AdapterContext) -> list[Contact]:
+        assert inbound.tenant is not None
+        try:
+            visit = Visit.model_validate(json_object(inbound.payload))
+        except ValidationError as exc:
+            raise Rejected("invalid visit", field_errors(exc)) from None
+        return [
+            Contact(
+                tenant=inbound.tenant,
+                channel=self.channel,
+                received_at=inbound.received_at,
+                # The queue system's own id: a visit posted twice is one contact.
+                source=Source(adapter=self.name, native_id=visit.visit_id),
+                sender=Sender(name=visit.visitor_name) if visit.visitor_name else None,
+                subject=visit.topic,
+                body=visit.note,
+                metadata={"counter.desk": visit.desk, "counter.follow_up": str(visit.follow_up).lower()},
+            )
+        ]
+
+    # 4. The transport: an HTTP route. The shared path (submit_or_error) publishes with confirms.
+    def routes(self) -> Sequence[web.RouteDef]:
+        return [web.post("/v1/channels/counter/{tenant}/visits", self.handle)]
+
+    @handler
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ctx = context(request)
+        tenant = known_tenant(request)
+        require_key(request, tenant)
+        raw = await read_body(request, 64_000)
+        inbound = Inbound(
+            payload=raw, received_at=ctx.clock.now(), tenant=tenant, content_type=request.content_type
+        )
+        outcome = await submit_or_error(self, inbound, ctx)
+        if isinstance(outcome, web.Response):
+            return outcome
+        contact = outcome.contacts[0]
+        return web.json_response(
+            {"id": contact.cid, "reference": contact.reference, "status": "accepted"}, status=202
+        )

@@ -1,0 +1,181 @@
+"""Acknowledgements of receipt: a plain-Dutch mail with the reference number and the answer date.
+
+Sent only after the broker confirmed the contact, from the tenant's ACK_FROM address, with the
+Message-ID the adapter put in `thread.ack_message_id` before publishing (so a reply to it threads),
+`Auto-Submitted: auto-replied` and a null envelope sender (RFC 3834), so that no mail system answers
+it and a bounce of it cannot start a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+import aiosmtplib
+
+from adapters.answers import AnswerBy, answer_by
+from adapters.context import AckSender, AdapterContext
+from adapters.settings import AdapterSettings
+from router import logs
+from router.contact import Contact
+
+log = logs.get("adapters.mail.ack")
+
+ACK_PREFIX = "ack."
+RETRY_DELAYS = (2.0, 10.0, 60.0)
+
+
+def ack_message_id(contact_id: str, domain: str) -> str:
+    """Deterministic, so a re-delivered mail gets the same acknowledgement id (and the router one hint)."""
+    return f"<{ACK_PREFIX}{contact_id}@{domain}>"
+
+
+def is_ack_id(message_id: str) -> bool:
+    return message_id.startswith(f"<{ACK_PREFIX}")
+
+
+def ack_domain(ack_from: str | None, fallback: str) -> str:
+    if ack_from and "@" in ack_from:
+        return ack_from.rsplit("@", 1)[1].strip(" >").lower()
+    return fallback
+
+
+def ack_text(*, tenant_name: str, contact: Contact, answer: AnswerBy | None, can_reply: bool) -> str:
+    greeting = (
+        f"Beste {contact.sender.name},"
+        if contact.sender and contact.sender.name
+        else "Beste meneer, mevrouw,"
+    )
+    lines = [
+        greeting,
+        "",
+        "Wij hebben uw bericht goed ontvangen. Dank u wel.",
+        "",
+        f"Uw referentienummer is {contact.reference}. "
+        "Noem dit nummer als u ons over deze vraag mailt of belt.",
+        "",
+    ]
+    if answer is not None:
+        lines += [
+            f"U krijgt uiterlijk {answer.text} antwoord. Lukt dat niet? Dan laten wij u vóór die tijd weten "
+            "wanneer u het antwoord krijgt.",
+            "",
+        ]
+    else:
+        lines += ["Wij laten u zo snel mogelijk weten wanneer u antwoord krijgt.", ""]
+    if can_reply:
+        lines += [
+            "Wilt u nog iets aanvullen? Beantwoord dan deze e-mail. Wij voegen het toe aan uw vraag.",
+            "",
+        ]
+    lines += ["Met vriendelijke groet,", "", tenant_name, "", "Dit is een automatisch bericht."]
+    return "\n".join(lines) + "\n"
+
+
+def build_ack(
+    *,
+    contact: Contact,
+    tenant_name: str,
+    answer: AnswerBy | None,
+    from_addr: str,
+    reply_to: str | None,
+    message_id: str,
+    in_reply_to: str | None,
+) -> EmailMessage:
+    assert contact.sender is not None and contact.sender.email is not None
+    msg = EmailMessage()
+    msg["From"] = f"{tenant_name} <{from_addr}>"
+    msg["To"] = contact.sender.email
+    if reply_to:
+        msg["Reply-To"] = reply_to
+    msg["Subject"] = f"Ontvangstbevestiging {contact.reference}" + (
+        f": {contact.subject[:150]}" if contact.subject else ""
+    )
+    msg["Date"] = format_datetime(contact.received_at)
+    msg["Message-ID"] = message_id
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = in_reply_to
+    msg["Auto-Submitted"] = "auto-replied"
+    # Ask the resident's mail system not to answer this automatic mail (Exchange, Outlook).
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg.set_content(
+        ack_text(tenant_name=tenant_name, contact=contact, answer=answer, can_reply=bool(reply_to))
+    )
+    return msg
+
+
+class SmtpAckSender:
+    """Sends through the relay in SMTP_RELAY_HOST/PORT with a null envelope sender (MAIL FROM:<>)."""
+
+    def __init__(self, settings: AdapterSettings):
+        self.settings = settings
+
+    async def send(self, message: EmailMessage) -> None:
+        s = self.settings
+        client = aiosmtplib.SMTP(
+            hostname=s.smtp_relay_host,
+            port=s.smtp_relay_port,
+            timeout=s.smtp_relay_timeout,
+            start_tls=s.smtp_relay_starttls,
+            username=s.smtp_relay_username or None,
+            password=s.smtp_relay_password.get_secret_value() or None,
+        )
+        recipients = [str(message["To"])]
+        async with client:
+            await client.sendmail("", recipients, message.as_bytes())
+
+
+def planned_ack_id(ctx: AdapterContext, tenant: str, contact_id: str) -> str | None:
+    """The Message-ID the acknowledgement of this contact will get, or None when none will be sent."""
+    if ctx.acks is None or tenant not in ctx.settings.ack_senders:
+        return None
+    return ack_message_id(
+        contact_id, ack_domain(ctx.settings.ack_senders[tenant], ctx.settings.smtp_hostname)
+    )
+
+
+def schedule_ack(
+    ctx: AdapterContext, contact: Contact, *, reply_to: str | None, in_reply_to: str | None
+) -> bool:
+    """Send the acknowledgement in the background (the contact is already confirmed). False: none due."""
+    message_id = contact.metadata.get("thread.ack_message_id")
+    from_addr = ctx.settings.ack_senders.get(contact.tenant)
+    tenant = ctx.tenants.get(contact.tenant)
+    if ctx.acks is None or not message_id or not from_addr or tenant is None:
+        return False
+    if contact.sender is None or contact.sender.email is None:
+        return False
+    message = build_ack(
+        contact=contact,
+        tenant_name=tenant.loaded.rules.name,
+        answer=answer_by(tenant, contact),
+        from_addr=from_addr,
+        reply_to=reply_to,
+        message_id=message_id,
+        in_reply_to=in_reply_to,
+    )
+    ctx.spawn(send_with_retry(ctx.acks, message, contact.cid), name=f"ack:{contact.cid}")
+    return True
+
+
+async def send_with_retry(
+    sender: AckSender, message: EmailMessage, contact_id: str, delays: tuple[float, ...] = RETRY_DELAYS
+) -> bool:
+    """Try, then retry after each delay. Logs the contact id and the error type only: SMTP errors quote
+    the recipient address."""
+    for attempt, delay in enumerate((0.0, *delays)):
+        if delay:
+            await asyncio.sleep(delay)
+        try:
+            await sender.send(message)
+        except Exception as exc:
+            log.warning(
+                "ack_send_failed", contact_id=contact_id, attempt=attempt + 1, error=type(exc).__name__
+            )
+            continue
+        log.info("ack_sent", contact_id=contact_id, attempt=attempt + 1)
+        return True
+    log.error("ack_given_up", contact_id=contact_id)
+    return False

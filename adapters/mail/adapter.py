@@ -1,0 +1,191 @@
+"""The mail adapter: one mail (raw RFC 5322 bytes plus envelope recipients) → one contact per tenant.
+
+The transports (SMTP server, IMAP poller) hand raw mail to `submit`; this module decides what the mail
+becomes. Threading is the router's decision: the adapter only passes hints in the metadata —
+`thread.message_id`, `thread.in_reply_to`, `thread.ack_message_id` — and the subject keeps any
+reference number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import Sequence
+
+from adapters.base import ChannelAdapter, DeadLetter, Inbound
+from adapters.context import AdapterContext
+from adapters.mail.ack import is_ack_id, planned_ack_id, schedule_ack
+from adapters.mail.imap import ImapPoller
+from adapters.mail.parse import MalformedMail, ParsedMail, parse_mail
+from adapters.mail.smtp_server import start_smtp_server
+from adapters.settings import MailRoute
+from router.contact import Contact, Source, contact_id, find_reference
+
+NAME = "mail"
+
+
+def native_id_for(parsed: ParsedMail, raw: bytes) -> str:
+    # Message-ID is what every retry (SMTP 451, an IMAP re-poll) keeps; without one, the bytes.
+    if parsed.message_id and len(parsed.message_id) <= 500:
+        return parsed.message_id
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def recipients_of(inbound: Inbound, parsed: ParsedMail | None) -> list[str]:
+    listed = inbound.meta.get("recipients", "").split()
+    return listed or (parsed.header_recipients if parsed else [])
+
+
+def routes_by_tenant(ctx: AdapterContext, recipients: Sequence[str]) -> dict[str, tuple[MailRoute, str]]:
+    """tenant → (first matching route, the recipient it matched). A mail to two municipalities is a
+    contact for each; to two mailboxes of one municipality, one contact (the first mailbox counts)."""
+    out: dict[str, tuple[MailRoute, str]] = {}
+    for address in recipients:
+        route = ctx.settings.route_for(address)
+        if route is not None and route.tenant in ctx.tenants and route.tenant not in out:
+            out[route.tenant] = (route, address)
+    return out
+
+
+def is_followup(parsed: ParsedMail, tenant: str) -> bool:
+    """A reply in a conversation we started (our acknowledgement, or our reference in the subject)."""
+    if any(is_ack_id(mid) for mid in parsed.thread_ids):
+        return True
+    reference = find_reference(parsed.subject)
+    return reference is not None and reference.startswith(tenant[:3].upper() + "-")
+
+
+class MailAdapter(ChannelAdapter):
+    name = NAME
+    channel = "mail"
+    summary = "E-mail by SMTP (aiosmtpd) or IMAP polling; acknowledgements of receipt by SMTP."
+
+    def __init__(self) -> None:
+        self._server: asyncio.Server | None = None
+        self._poller: ImapPoller | None = None
+        self._poll_task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    @property
+    def smtp_port(self) -> int | None:
+        """The port the SMTP server listens on (useful with SMTP_PORT=0), or None."""
+        if self._server is None or not self._server.sockets:
+            return None
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    def imap_problem(self) -> str | None:
+        """Why the last IMAP round failed (error type), or None; for the readiness check."""
+        if self._poller is None or self._poller.last_error is None:
+            return None
+        return f"IMAP polling failing ({self._poller.last_error})"
+
+    async def start(self, ctx: AdapterContext) -> None:
+        s = ctx.settings
+        if s.smtp_port is not None:
+            self._server = await start_smtp_server(self, ctx, s.smtp_host, s.smtp_port)
+        if s.imap_host:
+            self._stop.clear()
+            self._poller = ImapPoller(self, ctx)
+            self._poll_task = asyncio.create_task(self._poller.run(self._stop), name="imap-poller")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        if self._poll_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._poll_task, 10)
+            self._poll_task = None
+
+    def translate(self, inbound: Inbound, ctx: AdapterContext) -> list[Contact]:
+        raw = inbound.payload
+        if len(raw) > ctx.settings.mail_max_bytes:
+            raise DeadLetter(f"message too large: {len(raw)} bytes (limit {ctx.settings.mail_max_bytes})")
+        try:
+            parsed = parse_mail(
+                raw,
+                max_attachment_bytes=ctx.settings.mail_max_attachment_bytes,
+                envelope_from=inbound.meta.get("envelope_from"),
+            )
+        except MalformedMail as exc:
+            raise DeadLetter(f"malformed mail: {exc.reason}") from exc
+        except Exception as exc:
+            # The parser must never take the adapter down; the raw mail is kept in router.dead.
+            raise DeadLetter(f"unparseable mail: {type(exc).__name__}") from exc
+        targets = routes_by_tenant(ctx, recipients_of(inbound, parsed))
+        if not targets:
+            raise DeadLetter("no tenant for the recipients (MAIL_ROUTES)")
+        if parsed.automatic is None and parsed.sender_address:
+            ours = {a.lower() for a in ctx.settings.ack_senders.values()}
+            if parsed.sender_address in ours:
+                parsed.automatic = "sent by this service (own acknowledgement address)"
+        if parsed.automatic is not None:
+            # Never a new question and never acknowledged: that is what stops mail loops.
+            raise DeadLetter(f"automatic mail, not routed: {parsed.automatic}", tenant=next(iter(targets)))
+        native_id = native_id_for(parsed, raw)
+        return [
+            self._contact(ctx, inbound, parsed, native_id, tenant, route)
+            for tenant, (route, _) in targets.items()
+        ]
+
+    def _contact(
+        self,
+        ctx: AdapterContext,
+        inbound: Inbound,
+        parsed: ParsedMail,
+        native_id: str,
+        tenant: str,
+        route: MailRoute,
+    ) -> Contact:
+        metadata: dict[str, str] = {}
+        if parsed.message_id:
+            metadata["thread.message_id"] = parsed.message_id
+        if parsed.thread_ids:
+            metadata["thread.in_reply_to"] = " ".join(parsed.thread_ids)
+        followup = is_followup(parsed, tenant)
+        can_ack = (
+            not followup
+            and not parsed.suppress_ack
+            and parsed.sender is not None
+            and parsed.sender.email is not None
+        )
+        if can_ack:
+            ack_id = planned_ack_id(ctx, tenant, contact_id(tenant, self.name, native_id))
+            if ack_id:
+                metadata["thread.ack_message_id"] = ack_id
+        if followup:
+            metadata["mail.followup"] = "true"
+        if route.mailbox:
+            metadata["mailbox"] = route.mailbox
+        if parsed.sender_invalid:
+            metadata["mail.sender_invalid"] = "true"
+        if parsed.body_truncated:
+            metadata["mail.body_truncated"] = "true"
+        if parsed.attachments_omitted:
+            metadata["mail.attachments_omitted"] = str(parsed.attachments_omitted)
+        if parsed.attachments_over_limit:
+            metadata["mail.attachments_over_limit"] = str(parsed.attachments_over_limit)
+        return Contact(
+            tenant=tenant,
+            channel=self.channel,
+            received_at=inbound.received_at,
+            source=Source(adapter=self.name, native_id=native_id),
+            sender=parsed.sender,
+            subject=parsed.subject or None,
+            body=parsed.body,
+            attachments=parsed.attachments,
+            metadata=metadata,
+        )
+
+    async def after_publish(self, contacts: list[Contact], inbound: Inbound, ctx: AdapterContext) -> None:
+        targets = routes_by_tenant(ctx, recipients_of(inbound, None) or [])
+        for contact in contacts:
+            # Replies go to the address the resident wrote to, where this adapter reads them.
+            reply_to = targets[contact.tenant][1] if contact.tenant in targets else None
+            schedule_ack(
+                ctx, contact, reply_to=reply_to, in_reply_to=contact.metadata.get("thread.message_id")
+            )

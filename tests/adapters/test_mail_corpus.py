@@ -1,0 +1,86 @@
+"""CPython's own e-mail test corpus through the mail adapter and the real broker: every message gives a
+contact or a dead letter with a reason, and the adapter never crashes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from adapters.base import Inbound, submit
+from adapters.context import AdapterContext
+from adapters.mail import MailAdapter
+from adapters.publisher import AmqpContactPublisher
+from adapters.wiring import build_context
+from router.clock import ManualClock
+from router.service import declare_topology
+from router.settings import Settings
+from router.tenants import Tenant
+from router.topology import H_DEAD_REASON, Names
+from tests.adapters.conftest import START, RecordingAcks, adapter_settings
+from tests.conftest import drain
+
+
+def corpus() -> list[Path]:
+    try:
+        import test  # type: ignore[import-not-found]
+
+        data = Path(os.path.dirname(test.__file__)) / "test_email" / "data"
+    except ImportError:
+        data = None
+    files = sorted(data.glob("msg_*.txt")) if data is not None and data.is_dir() else []
+    if not files:
+        pytest.fail(
+            f"CPython's e-mail test corpus (Lib/test/test_email/data/msg_*.txt) was not found "
+            f"(looked in {data}). Install the interpreter's test package, e.g. "
+            "`apt-get install libpython3.11-testsuite`, or use a full CPython build (pyenv ships it).",
+            pytrace=False,
+        )
+    return files
+
+
+async def test_every_corpus_message_becomes_a_contact_or_a_dead_letter_with_a_reason(
+    settings: Settings, tenants: dict[str, Tenant], amqp: aio_pika.abc.AbstractConnection
+) -> None:
+    files = corpus()
+    await declare_topology(settings, tenants)
+    names = Names(settings.namespace)
+    publisher = AmqpContactPublisher(settings.amqp_url, names, connection_name="test:corpus")
+    ctx: AdapterContext = build_context(
+        publisher=publisher,
+        tenants=tenants,
+        clock=ManualClock(START),
+        settings=adapter_settings(adapters_enabled="mail"),
+        acks=RecordingAcks(),
+    )
+    adapter = MailAdapter()
+    outcomes: dict[str, str] = {}
+    published = 0
+    try:
+        for path in files:
+            raw = path.read_bytes()
+            inbound = Inbound(payload=raw, received_at=START, meta={"recipients": "info@ommen.nl"})
+            outcome = await submit(adapter, inbound, ctx)  # an exception here fails the test: a crash
+            if outcome.dead_reason is not None:
+                outcomes[path.name] = f"dead: {outcome.dead_reason}"
+            else:
+                assert len(outcome.contacts) == 1, path.name
+                outcomes[path.name] = "contact"
+                published += 1
+        await ctx.drain(5)
+    finally:
+        await publisher.close()
+
+    assert len(outcomes) == len(files) >= 40
+    contacts = await drain(amqp, names("router.contacts"))
+    dead = await drain(amqp, names("router.dead"))
+    assert len(contacts) == published
+    expected_dead = sorted(r.removeprefix("dead: ") for r in outcomes.values() if r.startswith("dead: "))
+    assert sorted(str((m.headers or {})[H_DEAD_REASON]) for m in dead) == expected_dead
+    assert all(reason for reason in expected_dead)
+    # The corpus has all three: ordinary mail, bounces/list mail, and a message with no headers.
+    assert outcomes["msg_01.txt"] == "contact"
+    assert outcomes["msg_16.txt"].startswith("dead: automatic mail")
+    assert outcomes["msg_19.txt"] == "dead: malformed mail: no header fields (not an RFC 5322 message)"
