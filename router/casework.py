@@ -429,6 +429,21 @@ class Casework:
         }
         return change, result
 
+    def _refused_event(
+        self, state: CaseState, now: datetime, to_team: str, agent: str, limit: int, **extra: Any
+    ) -> OutMessage:
+        return self._event(
+            "transfer.refused",
+            state,
+            now,
+            team=state.team,
+            to_team=to_team,
+            agent=agent,
+            transfers=state.transfers,
+            limit=limit,
+            **extra,
+        )
+
     def _refuse_with_callback(
         self,
         state: CaseState,
@@ -463,19 +478,7 @@ class Casework:
                 "limit": limit,
             },
         )
-        change.outbox.append(
-            self._event(
-                "transfer.refused",
-                state,
-                now,
-                team=state.team,
-                to_team=to_team,
-                agent=agent,
-                transfers=state.transfers,
-                limit=limit,
-                callback_id=cb["id"],
-            )
-        )
+        change.outbox.append(self._refused_event(state, now, to_team, agent, limit, callback_id=cb["id"]))
         log.info(
             "transfer_refused",
             contact_id=state.cid,
@@ -530,19 +533,7 @@ class Casework:
         change, _ = self._move(
             state, contact, now, coordinating, hint, agent, kind="reassigned", refused=refused
         )
-        change.outbox.append(
-            self._event(
-                "transfer.refused",
-                state,
-                now,
-                team=state.team,
-                to_team=to_team,
-                agent=agent,
-                transfers=state.transfers,
-                limit=limit,
-                moved_to=coordinating,
-            )
-        )
+        change.outbox.append(self._refused_event(state, now, to_team, agent, limit, moved_to=coordinating))
         return change, refused
 
     # -- callback requests ------------------------------------------------------------------------

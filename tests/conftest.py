@@ -27,7 +27,7 @@ from router.service import build
 from router.settings import Settings
 from router.tenants import Tenant
 from router.tenants import load as load_tenants
-from tests.harness import AMS, Harness
+from tests.harness import AMS, Harness, drain_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
@@ -128,16 +128,7 @@ async def drain(
     """Take every message currently in `queue` (acked), waiting `settle` seconds for stragglers."""
     channel = await conn.channel()
     q = await channel.get_queue(queue, ensure=True)
-    out = []
-    idle = 0.0
-    while idle < settle:
-        msg = await q.get(no_ack=True, fail=False)
-        if msg is None:
-            await asyncio.sleep(0.05)
-            idle += 0.05
-            continue
-        idle = 0.0
-        out.append(msg)
+    out = await drain_queue(q, settle)
     await channel.close()
     return out
 
