@@ -1,0 +1,98 @@
+"""The separate processes an operator runs: `topology declare` and a lone `scheduler`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+import aio_pika
+
+from router.keys import Keys
+from router.settings import Settings
+from tests.conftest import ROOT, drain
+from tests.harness import ALL_KEY, Harness
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AMQP_URL": settings.amqp_url,
+        "REDIS_URL": settings.redis_url,
+        "NAMESPACE": settings.namespace,
+        "RULES_DIR": str(settings.rules_dir),
+    }
+
+
+async def test_topology_declare_is_idempotent(
+    settings: Settings, amqp: aio_pika.abc.AbstractConnection
+) -> None:
+    for _ in range(2):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "router.cli",
+            "topology",
+            "declare",
+            cwd=ROOT,
+            env=env_for(settings),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        assert b"for 2 tenant(s)" in out
+    channel = await amqp.channel()
+    for queue in (
+        "router.contacts",
+        "router.dead",
+        "team.ommen.burgerzaken",
+        "team.coevorden.kcc",
+        "escalations.ommen",
+    ):
+        declared = await channel.declare_queue(settings.namespace + queue, passive=True)
+        assert declared.name == settings.namespace + queue
+    await channel.close()
+
+
+async def test_lone_scheduler_process_fires_a_due_callback_and_stops_on_sigterm(
+    h: Harness, amqp: aio_pika.abc.AbstractConnection, settings: Settings
+) -> None:
+    cid = await h.route("ommen", "phone", "Vraag over mijn aanslag")
+    resp = await h.client.post(
+        f"/v1/contacts/{cid}/callback-requests", headers=ALL_KEY, json={"reason": "bellen"}
+    )
+    cbid = (await resp.json())["id"]
+    # Make the breach due now (the process runs on the real clock; the test's clock is in May 2026).
+    keys = Keys(settings.namespace)
+    client: Any = h.rt.casework.r
+    await client.zadd(keys.timers(), {f"{cbid}|callback|breach": 0})
+    await client.zrem(keys.timers(), f"{cbid}|callback|warning")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "router.cli",
+        "scheduler",
+        "--embedded",
+        "never",
+        cwd=ROOT,
+        env=env_for(settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        esc: list[Any] = []
+        for _ in range(100):
+            esc += await drain(amqp, h.rt.names.escalation_queue("ommen"), settle=0.1)
+            if esc:
+                break
+            await asyncio.sleep(0.1)
+        assert [json.loads(m.body)["callback_id"] for m in esc] == [cbid]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, out.decode()[-2000:]
+    assert b"timer_fired" in out and b"+31612345678" not in out
