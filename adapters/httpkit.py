@@ -6,7 +6,6 @@ Errors are JSON like the rest of the API: {"error": "...", "fields": [{"field": 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec
 
@@ -18,6 +17,7 @@ from adapters.context import AdapterContext
 from router import logs
 from router.api import CTX, require_credential
 from router.contact import Contact
+from router.jsonbody import BodyError, parse_json
 from router.settings import Credential
 
 log = logs.get("adapters.http")
@@ -69,12 +69,9 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 def json_object(raw: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise Rejected(f"body is not valid UTF-8 (byte {exc.start})", status=400) from exc
-    except (json.JSONDecodeError, RecursionError) as exc:
-        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-        raise Rejected(f"malformed JSON: {msg}", status=400) from exc
+        data = parse_json(raw)
+    except BodyError as exc:
+        raise Rejected(exc.message, exc.fields, status=exc.status) from exc
     if not isinstance(data, dict):
         raise Rejected("expected a JSON object", status=422)
     return data

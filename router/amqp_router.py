@@ -3,15 +3,27 @@
 Deliberately not a robust (auto-reconnecting) channel: a channel restored by the client library would
 come back without `tx.select`, and a consumer may silently not come back at all. This loop owns
 reconnection instead: on any connection error it drops the batch (the broker requeues every unacked
-delivery), reconnects with back-off, and re-attaches the consumer. `ready` tells the truth.
+delivery), reconnects with back-off, and re-attaches the consumer.
+
+`ready` tells the truth: it is computed from the live connection, channel and consumer tag, not from a
+flag set once at start-up. A consumer the broker cancels while the channel stays open (its queue was
+deleted, a quorum-queue leader moved away) is the classic silent failure: nothing errors, nothing
+arrives. A cancel notification ends the session at once, and a watchdog checks the same facts every
+`watchdog_interval` seconds in case a notification never comes; either way the session is rebuilt
+(topology declared again, consumer re-attached) without a restart of the process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -19,7 +31,7 @@ import aiormq
 from aio_pika.abc import AbstractIncomingMessage
 
 from router import logs, topology
-from router.routing import Delivery, RoutingCore
+from router.routing import BatchResult, Delivery, RoutingCore
 from router.store import StoreUnavailable
 from router.topology import Names
 
@@ -28,6 +40,8 @@ log = logs.get("router.amqp")
 _CONNECTION_ERRORS = (
     aiormq.exceptions.AMQPError,
     aio_pika.exceptions.AMQPException,
+    # A RuntimeError, not an AMQPError: publishing on a channel the broker (or the network) just closed.
+    aiormq.exceptions.ChannelInvalidStateError,
     ConnectionError,
     OSError,
     asyncio.TimeoutError,
@@ -35,8 +49,15 @@ _CONNECTION_ERRORS = (
 
 
 class AmqpTx:
-    def __init__(self, channel: aio_pika.abc.AbstractChannel):
+    def __init__(
+        self,
+        channel: aio_pika.abc.AbstractChannel,
+        marker_queue: str,
+        in_doubt: list[tuple[str, BatchResult]],
+    ):
         self.channel = channel
+        self.marker_queue = marker_queue
+        self.in_doubt = in_doubt
         self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
 
     async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
@@ -56,6 +77,8 @@ class AmqpTx:
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message_id,
             headers=headers,
+            # When it was published: `contact-router dlq list` shows the age of a dead letter from it.
+            timestamp=datetime.now(UTC),
         )
         # In transaction mode there is no confirm to wait for: the commit is the confirmation.
         # Not mandatory: team queues are covered by the alternate exchange, and events may have no subscriber.
@@ -64,8 +87,49 @@ class AmqpTx:
     async def ack(self, delivery: Delivery) -> None:
         await delivery.handle.ack()
 
-    async def commit(self) -> None:
+    async def commit(self, result: BatchResult) -> None:
+        # A marker in the same transaction: after a connection loss during the commit, its presence in
+        # the router's marker queue tells whether the commit happened (see AmqpRouter._resolve_in_doubt).
+        batch_id = str(uuid.uuid4())
+        await self.channel.default_exchange.publish(
+            aio_pika.Message(batch_id.encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=self.marker_queue,
+            mandatory=False,
+            timeout=10,
+        )
+        try:
+            await self._commit()
+        except BaseException:
+            # Sent but not heard back: the broker may or may not have committed.
+            self.in_doubt.append((batch_id, result))
+            raise
+
+    async def _commit(self) -> None:
         await self.channel.transaction().commit(timeout=30)
+
+
+def default_connection_name(names: Names) -> str:
+    """Unique per process and namespace, so an operator (or a test) can find and close exactly this one."""
+    return f"contact-router {names.prefix or '-'} {socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class _Attachment:
+    """The live facts behind `ready`: one connection, one channel, one consumer tag."""
+
+    connection: aio_pika.abc.AbstractConnection
+    channel: aio_pika.abc.AbstractChannel
+    underlay: Any  # aiormq channel: its `consumers` loses the tag when the broker cancels the consumer
+    tag: str
+
+    def problem(self) -> str | None:
+        if self.connection.is_closed:
+            return "connection closed"
+        if self.channel.is_closed:
+            return "channel closed"
+        if self.tag not in self.underlay.consumers:
+            return "consumer cancelled by the broker"
+        return None
 
 
 class AmqpRouter:
@@ -79,7 +143,8 @@ class AmqpRouter:
         batch_size: int = 100,
         prefetch: int = 300,
         linger: float = 0.002,
-        connection_name: str = "contact-router",
+        connection_name: str | None = None,
+        watchdog_interval: float = 1.0,
     ):
         self.url = url
         self.names = names
@@ -88,16 +153,27 @@ class AmqpRouter:
         self.batch_size = batch_size
         self.prefetch = prefetch
         self.linger = linger
-        self.connection_name = connection_name
-        self.consumer_attached = False
+        self.connection_name = connection_name or default_connection_name(names)
+        self.watchdog_interval = watchdog_interval
         self.last_error: str | None = None
         self.routed = 0
+        # How often a consumer was attached: 1 after start, +1 for every re-attachment.
+        self.attachments = 0
         self._stop = asyncio.Event()
-        self._connection: aio_pika.abc.AbstractConnection | None = None
+        self._attached: _Attachment | None = None
+        # Batches whose commit was sent but not confirmed before the connection went.
+        self._in_doubt: list[tuple[str, BatchResult]] = []
+        self.marker_queue = self.names(f"router.commits.{uuid.uuid4().hex[:12]}")
+
+    @property
+    def consumer_attached(self) -> bool:
+        return self.ready
 
     @property
     def ready(self) -> bool:
-        return self.consumer_attached and self._connection is not None and not self._connection.is_closed
+        """True only while the connection and channel are open and the broker still has our consumer."""
+        attached = self._attached
+        return attached is not None and attached.problem() is None
 
     def stop(self) -> None:
         self._stop.set()
@@ -105,16 +181,32 @@ class AmqpRouter:
     async def run(self) -> None:
         backoff = 0.2
         while not self._stop.is_set():
+            attachments = self.attachments
+            error: Exception | None = None
             try:
                 await self._session()
-                backoff = 0.2
-            except _CONNECTION_ERRORS as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("amqp_session_lost", error=type(exc).__name__, retry_in=round(backoff, 2))
+            except Exception as exc:
+                error = exc
             finally:
-                self.consumer_attached = False
+                self._attached = None
             if self._stop.is_set():
                 break
+            if self.attachments != attachments:
+                # The session got as far as consuming: this is a new outage, start the back-off afresh.
+                backoff = 0.2
+            if isinstance(error, _CONNECTION_ERRORS):
+                self.last_error = f"{type(error).__name__}: {error}"
+                log.warning("amqp_session_lost", error=type(error).__name__, retry_in=round(backoff, 2))
+            elif error is not None:
+                # Never let the consumer die quietly while the process lives on: log it, stay unready,
+                # and rebuild the session. Unacked deliveries return to the queue when it closes.
+                self.last_error = f"unexpected {type(error).__name__}"
+                log.error(
+                    "router_session_failed",
+                    error=type(error).__name__,
+                    retry_in=round(backoff, 2),
+                    exc_info=error,
+                )
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), backoff)
             backoff = min(backoff * 2, 5.0)
@@ -123,35 +215,96 @@ class AmqpRouter:
         connection = await aio_pika.connect(
             self.url, client_properties={"connection_name": self.connection_name}
         )
-        self._connection = connection
         try:
             channel = await connection.channel(publisher_confirms=False)
             await self.declare(channel)
             await channel.set_qos(prefetch_count=self.prefetch)
             await channel.transaction().select(timeout=10)
+            markers = await channel.declare_queue(
+                self.marker_queue,
+                durable=True,
+                # Only the latest markers matter; the queue disappears an hour after its router is gone.
+                arguments={"x-queue-type": "classic", "x-max-length": 1000, "x-expires": 3_600_000},
+            )
+            await self._resolve_in_doubt(markers)
             queue = await channel.get_queue(self.names(topology.ROUTER_QUEUE), ensure=False)
             inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
             lost = asyncio.Event()
             channel.close_callbacks.add(lambda *_: lost.set())
             connection.close_callbacks.add(lambda *_: lost.set())
+            underlay: Any = await channel.get_underlay_channel()
+
+            def cancelled(*_: Any) -> None:
+                self.last_error = "consumer cancelled by the broker"
+                log.warning("consumer_cancelled_by_broker", queue=self.names(topology.ROUTER_QUEUE))
+                lost.set()
+
+            underlay.on_consumer_cancel_callbacks.add(cancelled)
             tag = await queue.consume(inbox.put, no_ack=False)
-            self.consumer_attached = True
+            self._attached = _Attachment(connection, channel, underlay, tag)
+            self.attachments += 1
             self.last_error = None
-            log.info("consumer_attached", queue=self.names(topology.ROUTER_QUEUE))
-            tx = AmqpTx(channel)
+            log.info(
+                "consumer_attached",
+                queue=self.names(topology.ROUTER_QUEUE),
+                attachments=self.attachments,
+                connection_name=self.connection_name,
+            )
+            tx = AmqpTx(channel, self.marker_queue, self._in_doubt)
             held: list[tuple[float, Delivery]] = []
+            watchdog = asyncio.create_task(self._watchdog(self._attached, lost), name="router-watchdog")
             try:
                 await self._loop(inbox, lost, tx, held)
             finally:
-                self.consumer_attached = False
-                if not channel.is_closed:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
+                self._attached = None
+                if not channel.is_closed and tag in underlay.consumers:
                     # Stop taking new work; whatever is still unacked goes back to the queue on close.
                     with contextlib.suppress(*_CONNECTION_ERRORS):
                         await queue.cancel(tag, timeout=5)
         finally:
-            self._connection = None
+            if self._stop.is_set() and not self._in_doubt and not connection.is_closed:
+                # A clean stop: nothing left to resolve, so the marker queue can go now.
+                with contextlib.suppress(Exception):
+                    cleanup = await connection.channel()
+                    await cleanup.queue_delete(self.marker_queue)
             with contextlib.suppress(Exception):
                 await connection.close()
+
+    async def _resolve_in_doubt(self, markers: aio_pika.abc.AbstractQueue) -> None:
+        """After a reconnect: a batch whose marker arrived was committed, so the store must learn it
+        (else the contacts stay 'routing' for good); one without was rolled back and its deliveries are
+        back in the queue."""
+        if not self._in_doubt:
+            return
+        committed: set[str] = set()
+        while (msg := await markers.get(no_ack=True, fail=False)) is not None:
+            committed.add(msg.body.decode())
+        for batch_id, result in self._in_doubt:
+            if batch_id not in committed:
+                log.info("in_doubt_batch_rolled_back", size=len(result.routed))
+                continue
+            log.info("in_doubt_batch_committed", size=len(result.routed))
+            self.routed += len(result.routed)
+            while True:
+                try:
+                    await self.core.after_commit(result)
+                    break
+                except StoreUnavailable:
+                    await asyncio.sleep(0.5)
+        self._in_doubt.clear()
+
+    async def _watchdog(self, attached: _Attachment, lost: asyncio.Event) -> None:
+        """End the session when the facts behind `ready` fail, even if no callback said so."""
+        while not lost.is_set():
+            await asyncio.sleep(self.watchdog_interval)
+            problem = attached.problem()
+            if problem is not None:
+                self.last_error = problem
+                log.warning("watchdog_consumer_lost", problem=problem)
+                lost.set()
 
     async def _loop(
         self,
@@ -162,7 +315,7 @@ class AmqpRouter:
     ) -> None:
         while not self._stop.is_set():
             if lost.is_set():
-                raise ConnectionError("channel closed")
+                raise ConnectionError(self.last_error or "channel closed")
             batch = await self._next_batch(inbox, lost, held)
             if not batch:
                 continue
@@ -177,6 +330,11 @@ class AmqpRouter:
                     await asyncio.sleep(0.5)
                     if lost.is_set():
                         raise ConnectionError("channel closed while the store was down") from exc
+                    if self._stop.is_set():
+                        # Shutting down: nothing of this batch was published or acked; leaving the
+                        # session returns every delivery to the queue.
+                        log.info("stopping_with_store_down", requeued=len(batch))
+                        return
             self.routed += len(result.routed)
             retry_at = time.monotonic() + 0.25
             held.extend((retry_at, d) for d in result.busy)

@@ -19,6 +19,7 @@ from router import logs
 from router.casework import CaseError, Casework, public_callback
 from router.clock import Clock
 from router.contact import Contact, field_errors
+from router.jsonbody import BodyError, parse_json
 from router.settings import Credential
 from router.store import Store, StoreUnavailable
 from router.tenants import Tenant
@@ -82,7 +83,16 @@ async def read_json(request: web.Request) -> Any:
             text=json.dumps({"error": f"body too large: limit is {MAX_JSON_BYTES} bytes"}),
             content_type="application/json",
         )
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        # A chunked body (no Content-Length) past client_max_size: aiohttp stops reading; say why in JSON.
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_JSON_BYTES,
+            actual_size=MAX_JSON_BYTES + 1,
+            text=json.dumps({"error": f"body too large: limit is {MAX_JSON_BYTES} bytes"}),
+            content_type="application/json",
+        ) from exc
     if len(raw) > MAX_JSON_BYTES:
         raise web.HTTPRequestEntityTooLarge(
             max_size=MAX_JSON_BYTES,
@@ -91,19 +101,10 @@ async def read_json(request: web.Request) -> Any:
             content_type="application/json",
         )
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": f"body is not valid UTF-8 (byte {exc.start})"}),
-            content_type="application/json",
-        ) from exc
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": f"malformed JSON: {msg}"}), content_type="application/json"
-        ) from exc
+        return parse_json(raw)
+    except BodyError as exc:
+        error_class = web.HTTPBadRequest if exc.status == 400 else web.HTTPUnprocessableEntity
+        raise error_class(text=json.dumps(exc.body()), content_type="application/json") from exc
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -211,7 +212,10 @@ async def json_errors(
     except web.HTTPException as exc:
         if exc.content_type == "application/json" or exc.empty_body:
             raise
-        return error(exc.status, exc.reason)
+        resp = error(exc.status, exc.reason)
+        if "Allow" in exc.headers:  # a 405 must say which methods the resource has (RFC 9110)
+            resp.headers["Allow"] = exc.headers["Allow"]
+        return resp
     except StoreUnavailable:
         return error(503, "state store unavailable, try again")
     except Exception:

@@ -14,7 +14,7 @@ from typing import Any
 from router import logs, topology
 from router.contact import Contact
 from router.outbound import OutMessage
-from router.routing import Delivery, RoutingCore
+from router.routing import BatchResult, Delivery, RoutingCore
 from router.topology import Names
 
 log = logs.get("router.embedded")
@@ -55,7 +55,7 @@ class MemoryTx:
     async def ack(self, delivery: Delivery) -> None:
         return None
 
-    async def commit(self) -> None:
+    async def commit(self, result: BatchResult) -> None:
         for p in self._pending:
             self.broker.published[p.exchange].append(p)
         self._pending.clear()

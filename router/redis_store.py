@@ -24,6 +24,9 @@ local holder = redis.call('HGET', KEYS[1], 'lease')
 if holder and holder ~= ARGV[1] then
   local lease_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
   if lease_until > now then return {'busy', holder} end
+  -- A lapsed claim of another delivery: that delivery was committed (and the router could not mark
+  -- it), or it is back in the queue and returns under its own token. Either way this copy is extra.
+  return {'dup', redis.call('HGET', KEYS[1], 'team') or ''}
 end
 redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', now + tonumber(ARGV[2]))
 local i = 3

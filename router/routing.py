@@ -12,6 +12,7 @@ keeps two copies of one contact (a re-send) from being routed by two routers at 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -57,7 +58,9 @@ class Tx(Protocol):
 
     async def ack(self, delivery: Delivery) -> None: ...
 
-    async def commit(self) -> None: ...
+    async def commit(self, result: BatchResult) -> None:
+        """Commit; `result` lets the transport finish the batch later if the outcome is not heard."""
+        ...
 
 
 @dataclass
@@ -86,6 +89,15 @@ class BatchResult:
     dead: list[Dead] = field(default_factory=list)
     # Deliveries whose contact another delivery is routing right now; retry them later, unacked.
     busy: list[Delivery] = field(default_factory=list)
+
+
+def claim_token(delivery: Delivery) -> str:
+    """Who holds a contact's claim: the AMQP message id, the same on every redelivery of one message.
+    Without one, a digest of the message, so that a redelivery still recognises its own claim."""
+    if delivery.message_id:
+        return delivery.message_id
+    digest = hashlib.sha256(delivery.routing_key.encode() + b"\x00" + delivery.body).hexdigest()
+    return f"anon-{digest[:32]}"
 
 
 def thread_hints(contact: Contact) -> tuple[list[str], list[str]]:
@@ -342,7 +354,7 @@ class RoutingCore:
             cid=contact.cid,
             tenant=contact.tenant,
             team=team,
-            token=delivery.message_id or f"anon-{uuid.uuid4()}",
+            token=claim_token(delivery),
             fields=fields,
             history=[json.dumps(h, separators=(",", ":")) for h in history],
             reference=contact.reference,
@@ -418,7 +430,7 @@ class RoutingCore:
             cid=contact.cid,
             tenant=contact.tenant,
             team=team,
-            token=delivery.message_id or f"anon-{uuid.uuid4()}",
+            token=claim_token(delivery),
             fields=fields,
             history=[json.dumps({"event": "contact.merged", "at": now.isoformat(), "into": target})],
             reference=contact.reference,
@@ -508,7 +520,7 @@ class RoutingCore:
                 headers=headers,
             )
             await tx.ack(dead.delivery)
-        await tx.commit()
+        await tx.commit(result)
         return result
 
     async def after_commit(self, result: BatchResult) -> None:

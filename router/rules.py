@@ -38,6 +38,13 @@ class Team(_Model):
     description: str | None = None
 
 
+class ContactDetails(_Model):
+    """How residents reach the municipality; used in texts that point them to the right channel."""
+
+    phone: Annotated[str, StringConstraints(min_length=3, max_length=40)] | None = None
+    form_url: Annotated[str, StringConstraints(pattern=r"^https://\S+$", max_length=500)] | None = None
+
+
 class Conditions(_Model):
     """All given conditions must hold; within one condition any listed value is enough."""
 
@@ -75,6 +82,7 @@ class TenantRules(_Model):
     # Where a contact goes when it may not be transferred further ("wrong desk" past the limit).
     coordinating_team: Identifier
     transfer_limit: int = Field(ge=0, le=10)
+    contact_details: ContactDetails = ContactDetails()
     routes: list[Route] = []
     # Without a calendar: Mon–Fri 08:30–17:00 and the gemeente holidays.
     calendar: CalendarSpec = Field(

@@ -13,7 +13,6 @@ integrator's sender does (docs/adapters.md).
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +27,7 @@ from adapters.social.privacy import mask_bsn
 from adapters.social.replies import reply_text
 from router import logs
 from router.contact import Contact, Sender, Source, contact_id, reference_for
+from router.jsonbody import BodyError, parse_json
 
 log = logs.get("adapters.social")
 
@@ -46,11 +46,11 @@ class SocialAdapter(ChannelAdapter):
     def translate(self, inbound: Inbound, ctx: AdapterContext) -> list[Contact]:
         assert inbound.tenant is not None
         try:
-            payload = json.loads(inbound.payload.decode("utf-8"))
-            messages, _ignored = parse(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            messages, _ignored = parse(parse_json(inbound.payload))
+        except BodyError as exc:
             # Signed by Meta but unreadable: keep it (router.dead) rather than make Meta retry for days.
-            raise DeadLetter(f"malformed webhook JSON: {type(exc).__name__}", tenant=inbound.tenant) from exc
+            reason = exc.message.removeprefix("malformed JSON: ")
+            raise DeadLetter(f"malformed webhook JSON: {reason}", tenant=inbound.tenant) from exc
         except PayloadError as exc:
             raise DeadLetter(f"unexpected webhook payload: {exc}", tenant=inbound.tenant) from exc
         return [self._contact(ctx, inbound, m) for m in messages]
@@ -94,11 +94,13 @@ class SocialAdapter(ChannelAdapter):
         if public_space:
             metadata["social.public_space_report"] = "true"
         answer = answer_by(tenant_rules, contact)
+        # The rules file's contact details win over the TENANT_PHONE / TENANT_FORM_URL settings.
+        details = tenant_rules.loaded.rules.contact_details
         metadata["social.reply_text"] = reply_text(
             reference=reference_for(tenant, contact_id(tenant, self.name, native_id[:500])),
             answer_text=answer.text if answer else None,
-            phone=ctx.settings.phones.get(tenant),
-            form_url=ctx.settings.form_urls.get(tenant),
+            phone=details.phone or ctx.settings.phones.get(tenant),
+            form_url=details.form_url or ctx.settings.form_urls.get(tenant),
             bsn=bool(masked),
             public_space=public_space,
             danger=category == "gevaar",
