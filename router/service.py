@@ -67,6 +67,22 @@ async def declare_topology(settings: Settings, tenants: dict[str, Tenant]) -> No
         )
 
 
+async def _declare_when_reachable(settings: Settings, tenants: dict[str, Tenant]) -> None:
+    """Declare the topology, waiting for the broker during start-up (compose starts things together)."""
+    deadline = asyncio.get_running_loop().time() + settings.startup_timeout
+    delay = 0.5
+    while True:
+        try:
+            await declare_topology(settings, tenants)
+            return
+        except (OSError, aio_pika.exceptions.AMQPException, ConnectionError) as exc:
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise RuntimeError(f"RabbitMQ not reachable at start-up: {type(exc).__name__}") from exc
+            log.warning("waiting_for_broker", error=type(exc).__name__, retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -189,7 +205,7 @@ async def build(
             runtime.scheduler = Scheduler(fake, keys, names, casework, outbound, clock)
         return runtime
 
-    await declare_topology(settings, tenants)
+    await _declare_when_reachable(settings, tenants)
     client = redis_client(settings.redis_url)
     store = RedisStore(client, keys)
     publisher = AmqpContactPublisher(settings.amqp_url, names)

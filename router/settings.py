@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     claim_lease_ms: int = Field(default=15_000, ge=1000)
     # Deliveries after which the broker dead-letters a message that keeps crashing the router.
     delivery_limit: int = Field(default=5, ge=1)
+    # How long a starting process waits for RabbitMQ and Redis before it gives up.
+    startup_timeout: float = Field(default=60.0, ge=0)
     log_level: str = "info"
     log_format: str = "json"  # json | console
 

@@ -96,3 +96,23 @@ async def test_lone_scheduler_process_fires_a_due_callback_and_stops_on_sigterm(
         out, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, out.decode()[-2000:]
     assert b"timer_fired" in out and b"+31612345678" not in out
+
+
+async def test_a_router_waits_for_the_broker_then_gives_up_with_a_clear_message(settings: Settings) -> None:
+    env = {**env_for(settings), "AMQP_URL": "amqp://guest:guest@127.0.0.1:1/", "STARTUP_TIMEOUT": "2"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "router.cli",
+        "router",
+        "--embedded",
+        "never",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    assert b"cannot start: RabbitMQ not reachable at start-up" in err
+    assert err.count(b"waiting_for_broker") >= 2
