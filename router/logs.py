@@ -11,7 +11,10 @@ import structlog
 def configure(level: str = "info", fmt: str = "json") -> None:
     lvl = getattr(logging, level.upper(), logging.INFO)
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        # Plain tracebacks: the pretty ones print local variables, which may hold a resident's message.
+        else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[
