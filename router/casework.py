@@ -490,9 +490,7 @@ class Casework:
         )
         return change, CaseError(
             409,
-            f"transfer refused: {state.tenant} transfers a contact at most {limit} time(s) and this one was "
-            f"transferred {state.transfers} time(s); "
-            f"a callback request for team '{to_team}' was created instead",
+            f"{_limit_message(state, limit)}; a callback request for team '{to_team}' was created instead",
             transfers=state.transfers,
             transfer_limit=limit,
             callback_request=cb,
@@ -509,10 +507,7 @@ class Casework:
         limit: int,
     ) -> tuple[Change, dict[str, Any] | CaseError]:
         coordinating = self.tenants[state.tenant].loaded.rules.coordinating_team
-        message = (
-            f"transfer refused: {state.tenant} transfers a contact at most {limit} time(s) and this one was "
-            f"transferred {state.transfers} time(s)"
-        )
+        message = _limit_message(state, limit)
         if state.team == coordinating:
             raise CaseError(
                 409,
@@ -841,6 +836,13 @@ class Casework:
                 )
             out.append(item)
         return out
+
+
+def _limit_message(state: CaseState, limit: int) -> str:
+    return (
+        f"transfer refused: {state.tenant} transfers a contact at most {limit} time(s) and this one was "
+        f"transferred {state.transfers} time(s)"
+    )
 
 
 def public_callback(cb: dict[str, str]) -> dict[str, Any]:
