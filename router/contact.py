@@ -7,6 +7,7 @@ Versioned by `schema_version`; the JSON Schema in `schemas/` is generated from t
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import uuid
 from datetime import datetime
@@ -155,10 +156,12 @@ def contact_id(tenant: str, adapter: str, native_id: str) -> str:
 _REFERENCE_RE = re.compile(r"\b([A-Z]{3})-([A-Z2-7]{4})-([A-Z2-7]{4})\b")
 
 
+@functools.lru_cache(maxsize=4096)  # pure; asked several times per contact while it is routed
 def reference_for(tenant: str, cid: str) -> str:
     if not cid:
         return ""
-    code = base64.b32encode(uuid.UUID(cid).bytes).decode()[:8]
+    # The first 8 base32 characters are the first 5 bytes exactly; encoding only those is 3x cheaper.
+    code = base64.b32encode(uuid.UUID(cid).bytes[:5]).decode()
     return f"{tenant[:3].upper()}-{code[:4]}-{code[4:]}"
 
 

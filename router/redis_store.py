@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.keys import Keys
@@ -88,24 +90,43 @@ class RedisStore:
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
+    async def _execute(self, fill: Callable[[Any], None]) -> list[Any]:
+        """One pipeline, one round trip. Scripts go by SHA, without the SCRIPT EXISTS round trip that
+        redis-py adds before every pipeline with registered scripts; when Redis does not know them
+        (restarted, scripts flushed) they are loaded and the pipeline runs once more. That is safe:
+        each pipeline here is idempotent (claims by the same token, index, commit, once-only joins)."""
+        for attempt in (1, 2):
+            async with self.r.pipeline(transaction=False) as pipe:
+                fill(pipe)
+                try:
+                    return await pipe.execute()
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+            for script in (CLAIM_AND_STAGE, COMMIT, JOIN):
+                await self.r.script_load(script)
+        raise AssertionError("unreachable")
+
     async def claim_and_stage(self, items: list[Staged], lease_ms: int) -> list[tuple[ClaimStatus, str]]:
         if not items:
             return []
+
+        def fill(pipe: Any) -> None:
+            for item in items:
+                keys = [self.keys.contact(item.cid)]
+                argv: list[Any] = [item.token, lease_ms]
+                for key, fields in [(keys[0], item.fields)] + [
+                    (self.keys.callback(item.cid, n), cb) for n, cb in sorted(item.callbacks.items())
+                ]:
+                    if key != keys[0]:
+                        keys.append(key)
+                    argv.append(len(fields))
+                    for k, v in fields.items():
+                        argv += [k, v]
+                pipe.evalsha(self._claim.sha, len(keys), *keys, *argv)
+
         try:
-            async with self.r.pipeline(transaction=False) as pipe:
-                for item in items:
-                    keys = [self.keys.contact(item.cid)]
-                    argv: list[Any] = [item.token, lease_ms]
-                    for key, fields in [(keys[0], item.fields)] + [
-                        (self.keys.callback(item.cid, n), cb) for n, cb in sorted(item.callbacks.items())
-                    ]:
-                        if key != keys[0]:
-                            keys.append(key)
-                        argv.append(len(fields))
-                        for k, v in fields.items():
-                            argv += [k, v]
-                    await self._claim(keys=keys, args=argv, client=pipe)
-                raw = await pipe.execute()
+            raw = await self._execute(fill)
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
         return [(cast(ClaimStatus, r[0].decode()), r[1].decode()) for r in raw]
@@ -113,45 +134,50 @@ class RedisStore:
     async def index(self, items: list[Staged]) -> None:
         if not items:
             return
+
+        def fill(pipe: Any) -> None:
+            # One ZADD per team list and one for all timers of the batch, not one per contact: every
+            # command costs a reply to parse, and a later score for the same member wins either way.
+            lists: dict[str, dict[str, int]] = {}
+            timers: dict[str, int] = {}
+            for item in items:
+                if item.team_score_ms is not None:
+                    lists.setdefault(self.keys.team_items(item.tenant, item.team), {})[item.cid] = (
+                        item.team_score_ms
+                    )
+                for team, member, score in item.listed:
+                    lists.setdefault(self.keys.team_items(item.tenant, team), {})[member] = score
+                pipe.set(self.keys.reference(item.reference), item.cid)
+                for message_id in item.thread_ids:
+                    pipe.set(self.keys.thread(item.tenant, message_id), item.thread_target or item.cid)
+                timers.update(item.timers)
+                if item.join is not None:
+                    j = item.join
+                    keys = [self.keys.contact(j.target), self.keys.history(j.target)]
+                    pipe.evalsha(self._join.sha, len(keys), *keys, item.cid, j.event)
+                    # Back on the list if it was closed; an open contact keeps its place.
+                    pipe.zadd(self.keys.team_items(j.tenant, j.team), {j.target: j.score_ms}, nx=True)
+            for key, members in lists.items():
+                pipe.zadd(key, members)
+            if timers:
+                pipe.zadd(self.keys.timers(), timers)
+
         try:
-            async with self.r.pipeline(transaction=False) as pipe:
-                for item in items:
-                    if item.team_score_ms is not None:
-                        pipe.zadd(
-                            self.keys.team_items(item.tenant, item.team), {item.cid: item.team_score_ms}
-                        )
-                    for team, member, score in item.listed:
-                        pipe.zadd(self.keys.team_items(item.tenant, team), {member: score})
-                    pipe.set(self.keys.reference(item.reference), item.cid)
-                    for message_id in item.thread_ids:
-                        pipe.set(self.keys.thread(item.tenant, message_id), item.thread_target or item.cid)
-                    if item.timers:
-                        pipe.zadd(self.keys.timers(), dict(item.timers))
-                    if item.join is not None:
-                        j = item.join
-                        await self._join(
-                            keys=[self.keys.contact(j.target), self.keys.history(j.target)],
-                            args=[item.cid, j.event],
-                            client=pipe,
-                        )
-                        # Back on the list if it was closed; an open contact keeps its place.
-                        pipe.zadd(self.keys.team_items(j.tenant, j.team), {j.target: j.score_ms}, nx=True)
-                await pipe.execute()
+            await self._execute(fill)
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
     async def commit(self, items: list[Staged]) -> None:
         if not items:
             return
+
+        def fill(pipe: Any) -> None:
+            for item in items:
+                keys = [self.keys.contact(item.cid), self.keys.history(item.cid)]
+                pipe.evalsha(self._commit.sha, len(keys), *keys, item.final_status, *item.history)
+
         try:
-            async with self.r.pipeline(transaction=False) as pipe:
-                for item in items:
-                    await self._commit(
-                        keys=[self.keys.contact(item.cid), self.keys.history(item.cid)],
-                        args=[item.final_status, *item.history],
-                        client=pipe,
-                    )
-                await pipe.execute()
+            await self._execute(fill)
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 

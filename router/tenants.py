@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -36,6 +36,11 @@ class Tenant:
     loaded: LoadedRules
     classifier: Classifier
     calendar: TenantCalendar
+    # (channel, category) -> the (kind, term) pairs that apply: the norm lookup once per situation, not
+    # three times per contact. Bounded: channels are free identifiers.
+    _terms: dict[tuple[str, str | None], tuple[tuple[str, Term], ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def id(self) -> str:
@@ -46,12 +51,15 @@ class Tenant:
         return Deadline(kind, term, due, self.calendar.warning_point(received_at, term))
 
     def deadlines_for(self, channel: str, category: str | None, received_at: datetime) -> list[Deadline]:
-        out = []
-        for kind in ROUTING_DEADLINE_KINDS:
-            term = self.loaded.rules.norms.term_for(channel, category, kind)
-            if term is not None:
-                out.append(self.deadline(kind, term, received_at))
-        return out
+        terms = self._terms.get((channel, category))
+        if terms is None:
+            norms = self.loaded.rules.norms
+            found = ((kind, norms.term_for(channel, category, kind)) for kind in ROUTING_DEADLINE_KINDS)
+            terms = tuple((kind, term) for kind, term in found if term is not None)
+            if len(self._terms) >= 1024:
+                self._terms.clear()
+            self._terms[(channel, category)] = terms
+        return [self.deadline(kind, term, received_at) for kind, term in terms]
 
 
 def build(loaded: dict[str, LoadedRules]) -> dict[str, Tenant]:

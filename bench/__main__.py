@@ -1,0 +1,7 @@
+"""`python -m bench`: see bench/routing.py."""
+
+import sys
+
+from bench.routing import main
+
+sys.exit(main())

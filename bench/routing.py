@@ -1,0 +1,914 @@
+"""Routing throughput, latency, memory and rule cost, against the broker's own ceiling, in one run.
+
+`python -m bench` (or `contact-router bench`) runs, against the RabbitMQ and Redis of the settings
+(AMQP_URL, REDIS_URL) and in a namespace of its own that it deletes afterwards:
+
+1. throughput: N contacts pre-loaded into `router.contacts`, then a consumer process is started and
+   the drain is timed by polling the team queues. Consumers: the ceiling (bench/ceiling.py: a bare
+   aio-pika pass-through with confirms, and one with AMQP transactions) and the router itself
+   (`contact-router router`, real rules, Redis, deadlines, timers). Rate = contacts between 10 % and
+   90 % of the expected arrivals / time between those moments (start-up and tail excluded);
+2. latency at fixed offered rates: a paced publisher stamps each contact, a consumer on the team
+   queues takes the difference (one process, one monotonic clock);
+3. memory: a router process fed a steady stream; VmRSS at 10,000 contacts and at the end;
+4. rule cost: a tenant with 10 routes against one with 500 (generated, bench/workload.py);
+5. one table with router/ceiling ratios; JSON in bench/results/ (timestamped and latest.json).
+
+Contacts answered on the phone are closed at once and publish no team item: the drain counts the
+contacts that do (the mix is known) and scales by the mix, see docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import redis.asyncio as aioredis
+
+from bench.workload import ROOT, RULES, make_contacts, write_rules
+from router import topology
+from router.contact import reference_for
+from router.keys import Keys
+from router.settings import Settings
+from router.tenants import Tenant
+from router.tenants import load as load_tenants
+from router.topology import Names
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SYSTEMS = ("ceiling_confirm", "ceiling_tx", "router")
+PHASES = ("throughput", "latency", "memory", "rules")
+Contact = tuple[str, str, bytes]  # routing key, contact id, body
+
+
+@dataclass(frozen=True)
+class Params:
+    mode: str = "default"
+    throughput_n: int = 20_000
+    repeats: int = 3
+    rates: tuple[int, ...] = (100, 500, 1000)
+    latency_seconds: float = 10.0
+    latency_warmup: float = 1.0
+    memory_n: int = 50_000
+    memory_first: int = 10_000
+    rules_n: int = 10_000
+    rules_repeats: int = 2
+    core_rounds: int = 5
+    rule_counts: tuple[int, int] = (10, 500)
+    batch_size: int = 100
+    prefetch: int = 300
+    phases: tuple[str, ...] = PHASES
+    systems: tuple[str, ...] = SYSTEMS
+    # How the router is started (followed by `router --embedded never`); e.g. another checkout's Python.
+    router_cmd: tuple[str, ...] = (sys.executable, "-m", "router.cli")
+
+    @classmethod
+    def for_mode(cls, mode: str) -> Params:
+        if mode == "quick":
+            return cls(
+                mode="quick", throughput_n=150, repeats=1, latency_seconds=0.3, latency_warmup=0.05,
+                memory_n=300, memory_first=100, rules_n=100, rules_repeats=1, core_rounds=2,
+            )  # fmt: skip
+        if mode == "full":
+            return cls(mode="full", throughput_n=50_000, memory_n=200_000, rules_n=20_000)
+        return cls()
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        return float("nan")
+    k = max(0, min(len(sorted_values) - 1, math.ceil(q / 100 * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return {"runs": list(values), "median": None, "min": None, "max": None}
+    return {
+        "runs": [round(v, 1) for v in values],
+        "median": round(statistics.median(vals), 1),
+        "min": round(min(vals), 1),
+        "max": round(max(vals), 1),
+    }
+
+
+def crossing(samples: Sequence[tuple[float, int]], target: float) -> float | None:
+    """Interpolated moment the polled count reached `target`."""
+    prev_t, prev_n = samples[0]
+    for t, n in samples:
+        if n >= target:
+            if n == prev_n:
+                return t
+            return prev_t + (t - prev_t) * (target - prev_n) / (n - prev_n)
+        prev_t, prev_n = t, n
+    return None
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def find_pid(comm: str) -> int | None:
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (d / "comm").read_text().strip() == comm:
+                    return int(d.name)
+    return None
+
+
+def arrives(body: bytes) -> bool:
+    """Whether the router publishes a team item for this contact (an answered phone note: no)."""
+    return b'"phone.outcome":"answered"' not in body
+
+
+# ----------------------------------------------------------------------------------------------- bench
+
+
+class Bench:
+    def __init__(
+        self,
+        params: Params,
+        settings: Settings,
+        rules_dir: Path,
+        log_dir: Path,
+        echo: bool = True,
+        profile: Path | None = None,
+    ):
+        self.p = params
+        self.profile = profile
+        self.settings = settings
+        self.rules_dir = rules_dir
+        self.log_dir = log_dir
+        self.echo = echo
+        self.ns = f"bench{uuid.uuid4().hex[:8]}."
+        self.names = Names(self.ns)
+        self.keys = Keys(self.ns)
+        self.tenants: dict[str, Tenant] = load_tenants(rules_dir)
+        self.team_queues = [
+            self.names.team_queue(t, team) for t in sorted(self.tenants) for team in self._teams(t)
+        ]
+        self.conn: aio_pika.abc.AbstractConnection | None = None
+        self.redis: aioredis.Redis | None = None
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._poll: aio_pika.abc.AbstractChannel | None = None
+        self.broker_pid = find_pid("beam.smp")
+        self.redis_pid = find_pid("redis-server")
+
+    def say(self, text: str) -> None:
+        if self.echo:
+            print(text, file=sys.stderr, flush=True)
+
+    def _teams(self, tenant: str) -> list[str]:
+        return self.tenants[tenant].loaded.rules.team_ids()
+
+    # ---------------------------------------------------------------- broker and store plumbing
+
+    async def __aenter__(self) -> Bench:
+        self.conn = await aio_pika.connect(
+            self.settings.amqp_url, client_properties={"connection_name": f"bench:{self.ns}"}
+        )
+        self.redis = aioredis.Redis.from_url(self.settings.redis_url)
+        channel = await self.conn.channel()
+        await topology.declare(
+            channel, self.names, {t: self._teams(t) for t in self.tenants}, self.settings.delivery_limit
+        )
+        await channel.close()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            self.stop(proc)
+        assert self.conn is not None and self.redis is not None
+        queues = [topology.ROUTER_QUEUE, topology.DEAD, topology.UNROUTABLE]
+        queues += [f"escalations.{t}" for t in self.tenants]
+        channel = await self.conn.channel()
+        for q in [self.names(q) for q in queues] + self.team_queues:
+            try:
+                await channel.queue_delete(q)
+            except Exception:
+                channel = await self.conn.channel()
+        for x in (topology.CONTACTS, topology.DEAD, topology.UNROUTABLE, topology.TEAMS, topology.EVENTS,
+                  topology.ESCALATIONS):  # fmt: skip
+            try:
+                await channel.exchange_delete(self.names(x))
+            except Exception:
+                channel = await self.conn.channel()
+        await self.conn.close()
+        batch = []
+        async for key in self.redis.scan_iter(match=f"{self.ns}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await self.redis.unlink(*batch)
+                batch = []
+        if batch:
+            await self.redis.unlink(*batch)
+        await self.redis.aclose()
+
+    async def counts(self, queues: Iterable[str]) -> int:
+        """Ready messages in `queues` (passive declares on one polling channel)."""
+        assert self.conn is not None
+        if self._poll is None or self._poll.is_closed:
+            self._poll = await self.conn.channel()
+        total = 0
+        for q in queues:
+            declared = await self._poll.declare_queue(q, passive=True)
+            total += declared.declaration_result.message_count or 0
+        return total
+
+    async def consumers(self, queue: str) -> int:
+        assert self.conn is not None
+        channel = await self.conn.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        await channel.close()
+        return declared.declaration_result.consumer_count or 0
+
+    async def purge(self, queues: Iterable[str]) -> int:
+        assert self.conn is not None
+        channel = await self.conn.channel()
+        total = 0
+        for q in queues:
+            queue = await channel.get_queue(q, ensure=False)
+            res = await queue.purge()
+            total += res.message_count or 0
+        await channel.close()
+        return total
+
+    async def forget(self, contacts: Sequence[Contact], *, lists: bool = True) -> None:
+        """Delete the Redis state of these contacts (and the team lists and timers): keeps the shared
+        Redis small in long runs; the router never reads it back."""
+        assert self.redis is not None
+        keys: list[str] = []
+        for _key, cid, body in contacts:
+            tenant = body[11 : body.index(b'"', 11)].decode()  # bodies start with {"tenant":"…"
+            keys += [self.keys.contact(cid), self.keys.history(cid), self.keys.callback(cid, 1)]
+            keys.append(self.keys.reference(reference_for(tenant, cid)))
+            start = body.find(b'"thread.message_id":"')
+            if start >= 0:
+                start += len(b'"thread.message_id":"')
+                keys.append(self.keys.thread(tenant, body[start : body.index(b'"', start)].decode()))
+        if lists:
+            keys.append(self.keys.timers())
+            keys += [self.keys.team_items(t, team) for t in self.tenants for team in self._teams(t)]
+        for i in range(0, len(keys), 2000):
+            await self.redis.unlink(*keys[i : i + 2000])
+
+    async def publish(self, contacts: Sequence[Contact], window: int = 500) -> None:
+        """Publish with confirms, `window` in flight at a time (as an adapter would, only faster)."""
+        assert self.conn is not None
+        channel = await self.conn.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(self.names(topology.CONTACTS), ensure=False)
+
+        async def one(key: str, cid: str, body: bytes) -> None:
+            await exchange.publish(self._message(cid, body), routing_key=key, timeout=30)
+
+        for i in range(0, len(contacts), window):
+            await asyncio.gather(*(one(*c) for c in contacts[i : i + window]))
+        await channel.close()
+
+    @staticmethod
+    def _message(cid: str, body: bytes) -> aio_pika.Message:
+        return aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=str(uuid.uuid4()),
+            # x-contact-id: the router sets it on the team item, the ceiling copies it; the latency key.
+            headers={topology.H_CONTACT_ID: cid, "x-bench-sent-ns": time.monotonic_ns()},
+        )
+
+    # ------------------------------------------------------------------------------ processes
+
+    def start(self, system: str, rules_dir: Path | None = None) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "AMQP_URL": self.settings.amqp_url,
+            "REDIS_URL": self.settings.redis_url,
+            "NAMESPACE": self.ns,
+            "RULES_DIR": str(rules_dir or self.rules_dir),
+            "ROUTER_BATCH_SIZE": str(self.p.batch_size),
+            "ROUTER_PREFETCH": str(self.p.prefetch),
+        }
+        if system == "router":
+            cmd = [*self.p.router_cmd, "router", "--embedded", "never"]
+        else:
+            mode = system.removeprefix("ceiling_")
+            cmd = [sys.executable, "-m", "bench.ceiling", "--mode", mode, "--namespace", self.ns,
+                   "--amqp-url", self.settings.amqp_url, "--prefetch", str(self.p.prefetch),
+                   "--batch-size", str(self.p.batch_size)]  # fmt: skip
+        log = (self.log_dir / f"{system}.log").open("ab")
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    async def wait_ready(self, proc: subprocess.Popen[bytes], within: float = 60) -> None:
+        end = time.monotonic() + within
+        while await self.consumers(self.names(topology.ROUTER_QUEUE)) < 1:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}; see {self.log_dir}")
+            if time.monotonic() > end:
+                raise RuntimeError(f"{proc.args!r} did not attach a consumer in {within} s")
+            await asyncio.sleep(0.05)
+
+    # ------------------------------------------------------------------------------ measurements
+
+    async def drain(
+        self, system: str, contacts: Sequence[Contact], rules_dir: Path | None = None
+    ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+        """Pre-load `contacts`, start `system` and time the drain. Returns the still running process."""
+        await self.purge(self.team_queues)
+        await self.publish(contacts)
+        assert await self.counts([self.names(topology.ROUTER_QUEUE)]) == len(contacts)
+        expected = len(contacts) if system != "router" else sum(arrives(b) for _k, _c, b in contacts)
+        proc = self.start(system, rules_dir)
+        await self.wait_ready(proc)  # start-up is not drain time (and the 10-90 % window excludes it too)
+        spy = None
+        if self.profile is not None and system == "router":
+            # Collapsed stacks of the router process during its first drain (py-spy must be installed).
+            self.profile.parent.mkdir(parents=True, exist_ok=True)
+            exe = Path(sys.executable).with_name("py-spy")
+            cmd = [str(exe) if exe.exists() else "py-spy", "record", "-p", str(proc.pid), "-f", "raw"]
+            cmd += ["-r", "200", "-o", str(self.profile)]
+            spy = subprocess.Popen(  # noqa: ASYNC220 - starts at once, no waiting
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            self.profile = None
+        t_start = time.monotonic()
+        samples: list[tuple[float, int]] = []
+        cpu: list[tuple[float, int, float, float, float]] = []  # t, arrived, process, broker, redis
+        deadline = t_start + 120 + len(contacts) / 100
+        while True:
+            n = await self.counts(self.team_queues)
+            t = time.monotonic()
+            samples.append((t, n))
+            cpu.append((t, n, cpu_seconds(proc.pid), self._cpu(self.broker_pid), self._cpu(self.redis_pid)))
+            if n >= expected:
+                break
+            if proc.poll() is not None or t > deadline:
+                self.stop(proc)
+                raise RuntimeError(f"{system}: {n} of {expected} arrived; see {self.log_dir}")
+            await asyncio.sleep(0.05)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+        t10, t90 = crossing(samples, 0.1 * expected), crossing(samples, 0.9 * expected)
+        assert t10 is not None and t90 is not None
+        rate = 0.8 * len(contacts) / (t90 - t10) if t90 > t10 else float("nan")
+        # CPU over the same window, from the samples around it.
+        c0 = max((c for c in cpu if c[0] <= t10), key=lambda c: c[0], default=cpu[0])
+        c1 = min((c for c in cpu if c[0] >= t90), key=lambda c: c[0], default=cpu[-1])
+        wall = c1[0] - c0[0] or float("nan")
+        window = (c1[1] - c0[1]) * len(contacts) / expected or float("nan")  # contacts in the CPU window
+        dead = await self.counts([self.names(topology.DEAD), self.names(topology.UNROUTABLE)])
+        result = {
+            "contacts": len(contacts),
+            "arrivals": expected,
+            "rate": rate,
+            "first_arrival_s": round((crossing(samples, 1) or t_start) - t_start, 2),
+            "drain_s": round(samples[-1][0] - t_start, 2),
+            # Share of one core while draining (10-90 %), and the consumer's CPU per contact: less noisy
+            # than the rate when other work shares the machine.
+            "cpu_pct": {
+                "process": round(100 * (c1[2] - c0[2]) / wall, 1),
+                "rabbitmq": round(100 * (c1[3] - c0[3]) / wall, 1),
+                "redis": round(100 * (c1[4] - c0[4]) / wall, 1),
+            },
+            "cpu_us_per_contact": round(1e6 * (c1[2] - c0[2]) / window, 1),
+            "dead_or_unroutable": dead,
+            "rss_kb": rss_kb(proc.pid),
+        }
+        return proc, result
+
+    @staticmethod
+    def _cpu(pid: int | None) -> float:
+        return cpu_seconds(pid) if pid else float("nan")
+
+    async def latency(self, system: str, loads: Mapping[int, Sequence[Contact]]) -> dict[str, dict[str, Any]]:
+        """Offer each load at its rate (contacts/s) to a running consumer, one after the other; latency
+        from the publish call to the delivery from a team queue, one monotonic clock."""
+        assert self.conn is not None
+        sent: dict[str, int] = {}
+        got: list[tuple[int, int]] = []  # (sent ns, latency ns)
+        want = [0]
+        done = asyncio.Event()
+
+        async def on_message(msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+            now = time.monotonic_ns()
+            cid = (msg.headers or {}).get(topology.H_CONTACT_ID)
+            t0 = sent.pop(cid.decode() if isinstance(cid, bytes) else str(cid), None)
+            if t0 is not None:
+                got.append((t0, now - t0))
+                if len(got) >= want[0]:
+                    done.set()
+
+        await self.purge(self.team_queues)  # what a drain left behind
+        sub = await self.conn.channel()
+        await sub.set_qos(prefetch_count=1000)
+        tags = []
+        for q in self.team_queues:
+            queue = await sub.get_queue(q, ensure=False)
+            tags.append((queue, await queue.consume(on_message, no_ack=True)))
+        pub = await self.conn.channel(publisher_confirms=True)
+        exchange = await pub.get_exchange(self.names(topology.CONTACTS), ensure=False)
+        out: dict[str, dict[str, Any]] = {}
+        for rate, contacts in loads.items():
+            sent.clear()
+            got.clear()
+            done.clear()
+            want[0] = len(contacts) if system != "router" else sum(arrives(b) for _k, _c, b in contacts)
+            pending: set[asyncio.Task[Any]] = set()
+            t_begin = time.monotonic()
+            i = 0
+            while i < len(contacts):
+                due = min(len(contacts), int((time.monotonic() - t_begin) * rate) + 1)
+                while i < due:
+                    key, cid, body = contacts[i]
+                    sent[cid] = time.monotonic_ns()
+                    task = asyncio.create_task(
+                        exchange.publish(self._message(cid, body), routing_key=key, timeout=30)
+                    )
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                    i += 1
+                await asyncio.sleep(0.001)
+            offered = len(contacts) / (time.monotonic() - t_begin)
+            if pending:
+                await asyncio.gather(*pending)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 30 + len(contacts) / max(rate, 1))
+            out[str(rate)] = self._latency_figures(list(got), want[0], offered)
+            self.say(f"  latency {system:<16} @{rate}/s: {out[str(rate)]}")
+        for queue, tag in tags:
+            await queue.cancel(tag)
+        await sub.close()
+        await pub.close()
+        return out
+
+    def _latency_figures(self, got: list[tuple[int, int]], expected: int, offered: float) -> dict[str, Any]:
+        warm = int(self.p.latency_warmup * 1e9)
+        first = min((s for s, _ in got), default=0)
+        lat = sorted(ns / 1e6 for s, ns in got if s - first >= warm)
+        # Kept up: everything arrived, and the last contact came out soon after the last went in (a
+        # consumer slower than the offered rate ends the run with a backlog of seconds).
+        last_in = max((s for s, _ in got), default=first)
+        lag_s = (max(s + ns for s, ns in got) - last_in) / 1e9 if got else float("inf")
+        run_s = (last_in - first) / 1e9
+        return {
+            "offered_per_s": round(offered, 1),
+            "samples": len(lat),
+            "arrived": len(got),
+            "expected": expected,
+            "kept_up": len(got) >= expected and lag_s < max(0.5, 0.05 * run_s),
+            "lag_at_end_s": round(lag_s, 3),
+            "p50_ms": round(percentile(lat, 50), 2),
+            "p95_ms": round(percentile(lat, 95), 2),
+            "p99_ms": round(percentile(lat, 99), 2),
+            "max_ms": round(lat[-1], 2) if lat else None,
+        }
+
+    async def memory(self, proc: subprocess.Popen[bytes] | None = None) -> dict[str, Any]:
+        """A router fed a steady stream (backlog <= 2 chunks), RSS at checkpoints. Team queues are purged
+        and Redis state deleted as it goes, so that the shared servers stay small."""
+        total, first = self.p.memory_n, self.p.memory_first
+        steps = (25_000, 50_000, 100_000, 150_000)
+        checkpoints = sorted({first, *(c for c in steps if first < c < total), total})
+        chunk = min(5_000, max(100, first // 2))
+        if proc is None:
+            proc = self.start("router")
+            await self.wait_ready(proc)
+        purged = sent = expected_cum = next_cp = 0
+        expected_at: dict[int, int] = {}
+        # Published chunks not yet forgotten: (contacts, expected arrivals up to and including the chunk).
+        chunks: list[tuple[list[Contact], int]] = []
+        points: list[dict[str, Any]] = []
+        t0 = time.monotonic()
+        while next_cp < len(checkpoints):
+            arrived = purged + await self.counts(self.team_queues)
+            if sent < total and expected_cum - arrived < 2 * chunk:
+                batch = make_contacts(min(chunk, total - sent), seed=sent, run=f"m{sent}{self.ns}")
+                await self.publish(batch)
+                for _key, _cid, body in batch:
+                    sent += 1
+                    expected_cum += arrives(body)
+                    if sent in checkpoints:
+                        expected_at[sent] = expected_cum
+                chunks.append((batch, expected_cum))
+                continue
+            cp = checkpoints[next_cp]
+            if cp in expected_at and arrived >= expected_at[cp]:
+                points.append(
+                    {"contacts": cp, "rss_kb": rss_kb(proc.pid), "seconds": round(time.monotonic() - t0, 1)}
+                )
+                self.say(f"  memory: {cp:,} contacts, RSS {points[-1]['rss_kb'] / 1024:.1f} MB")
+                next_cp += 1
+            if arrived - purged > 20_000:
+                purged += await self.purge(self.team_queues)
+            # A chunk is surely done once the next one has arrived too: forget it.
+            while len(chunks) >= 2 and arrived >= chunks[1][1]:
+                await self.forget(chunks.pop(0)[0])
+            if proc.poll() is not None:
+                raise RuntimeError(f"router exited with {proc.returncode}; see {self.log_dir}")
+            await asyncio.sleep(0.05)
+        wall = time.monotonic() - t0
+        self.stop(proc)
+        await self.purge(self.team_queues)
+        for batch, _ in chunks:
+            await self.forget(batch)
+        base, last = points[0]["rss_kb"], points[-1]["rss_kb"]
+        return {
+            "checkpoints": points,
+            "rss_first_kb": base,
+            "rss_last_kb": last,
+            "first_contacts": points[0]["contacts"],
+            "last_contacts": points[-1]["contacts"],
+            "growth_pct": round(100 * (last - base) / base, 1),
+            "stream_rate": round(total / wall, 1),
+        }
+
+    def core_cost(
+        self, tenants: dict[int, Tenant], contacts: Sequence[Contact], rounds: int = 5
+    ) -> dict[int, float]:
+        """Microseconds of parse + prepare (classify, deadlines, state, messages) per contact, in this
+        process, per rule set; the rule sets take turns and the fastest round counts."""
+        from router.clock import SystemClock
+        from router.routing import Delivery, RoutingCore
+
+        deliveries = [Delivery(b, str(uuid.uuid4()), k, {}, False) for k, _c, b in contacts]
+        best = {n: float("inf") for n in tenants}
+        for _ in range(rounds):
+            for n, tenant in tenants.items():
+                core = RoutingCore({tenant.id: tenant}, None, self.names, SystemClock(), 15_000)  # type: ignore[arg-type]
+                t0 = time.perf_counter()
+                for d in deliveries:
+                    parsed = core.parse(d)
+                    assert isinstance(parsed, tuple)
+                    core.prepare(d, *parsed)
+                best[n] = min(best[n], time.perf_counter() - t0)
+        return {n: round(1e6 * t / len(deliveries), 1) for n, t in best.items()}
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+
+async def run(
+    params: Params, settings: Settings, rules_dir: Path, echo: bool = True, profile: Path | None = None
+) -> dict[str, Any]:
+    started = datetime.now(UTC)
+    log_dir = Path(tempfile.mkdtemp(prefix="contact-router-bench-"))
+    out: dict[str, Any] = {
+        "version": 1,
+        "started_at": started.isoformat(timespec="seconds"),
+        "params": asdict(params),
+        "host": host_info(),
+        "logs": str(log_dir),
+    }
+    phases, systems = set(params.phases), params.systems
+    quick_memory = params.mode == "quick" and "memory" in phases
+    warm: subprocess.Popen[bytes] | None = None
+    async with Bench(params, settings, rules_dir, log_dir, echo, profile) as b:
+        out["namespace"] = b.ns
+        # 1. throughput: ceiling and router interleaved, so that the ratio of each repeat is fair.
+        rates: dict[str, list[float]] = {s: [] for s in systems}
+        details: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
+        latency: dict[str, dict[str, Any]] = {str(r): {} for r in params.rates}
+        drains = params.repeats if "throughput" in phases else 1 if "latency" in phases else 0
+        for rep in range(drains):
+            # Every other repeat in reverse order, so that a drift in the machine's load favours no one.
+            for system in systems[:: 1 if rep % 2 == 0 else -1]:
+                contacts = make_contacts(params.throughput_n, seed=rep, run=f"t{rep}{system}{b.ns}")
+                proc, res = await b.drain(system, contacts)
+                rates[system].append(res["rate"])
+                details[system].append(res)
+                b.say(
+                    f"  throughput {system:<16} run {rep + 1}: {res['rate']:6.0f}/s, "
+                    f"{res['cpu_us_per_contact']:5.0f} µs CPU/contact, CPU % {res['cpu_pct']}"
+                )
+                if rep == 0 and "latency" in phases:
+                    # 2. latency, on the same (warm) process.
+                    loads = {
+                        rate: make_contacts(
+                            max(10, int(rate * params.latency_seconds)),
+                            seed=100 + rate,
+                            run=f"l{rate}{system}{b.ns}",
+                        )
+                        for rate in params.rates
+                    }
+                    for rate_s, figures in (await b.latency(system, loads)).items():
+                        latency[rate_s][system] = figures
+                    if system == "router":
+                        for load in loads.values():
+                            await b.forget(load)
+                if system == "router":
+                    await b.forget(contacts)
+                    if quick_memory and warm is None:
+                        warm = proc  # --quick: the memory phase goes on with this process (one start less)
+                        continue
+                b.stop(proc)
+        out["throughput"] = {s: {**spread(rates[s]), "details": details[s]} for s in systems if rates[s]}
+        for ceiling in ("ceiling_confirm", "ceiling_tx"):
+            if rates.get("router") and rates.get(ceiling):
+                out["throughput"][f"ratio_router_{ceiling}_pct"] = spread(
+                    [100 * r / c for r, c in zip(rates["router"], rates[ceiling], strict=True)]
+                )
+        if "latency" in phases:
+            out["latency"] = latency
+        await b.purge(b.team_queues)
+
+        # 3. memory
+        if "memory" in phases:
+            b.say(f"memory: a router fed {params.memory_n:,} contacts")
+            out["memory"] = await b.memory(warm)
+
+        # 4. rule cost: same contacts (tenant ommen), same decisions; only the number of routes differs.
+        if "rules" in phases:
+            lo, hi = params.rule_counts
+            b.say(f"rule cost: {lo} against {hi} routes")
+            tmp = Path(tempfile.mkdtemp(prefix="contact-router-bench-rules-"))
+            dirs = {n: write_rules(tmp / f"routes{n}", n) for n in params.rule_counts}
+            rule_rates: dict[int, list[float]] = {n: [] for n in params.rule_counts}
+            for rep in range(params.rules_repeats):
+                # Alternate which goes first: a machine that gets busier or quieter favours neither.
+                for n, d in list(dirs.items())[:: 1 if rep % 2 == 0 else -1]:
+                    contacts = make_contacts(
+                        params.rules_n, seed=50 + rep, tenants=("ommen",), run=f"r{rep}{n}{b.ns}"
+                    )
+                    proc, res = await b.drain("router", contacts, d)
+                    b.stop(proc)
+                    await b.forget(contacts)
+                    rule_rates[n].append(res["rate"])
+                    b.say(f"  rules {n:>4} routes run {rep + 1}: {res['rate']:8.0f} contacts/s")
+            sample = make_contacts(min(2_000, params.rules_n), seed=99, tenants=("ommen",))
+            tenants = {n: load_tenants(d)["ommen"] for n, d in dirs.items()}
+            core_us = b.core_cost(tenants, sample, params.core_rounds)
+            out["rules"] = {
+                str(n): {**spread(rule_rates[n]), "core_us_per_contact": core_us[n]} for n in dirs
+            }
+            out["rules"]["ratio_pct"] = spread(
+                [100 * h / low for h, low in zip(rule_rates[hi], rule_rates[lo], strict=True)]
+            )
+    out["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    out["seconds"] = round((datetime.now(UTC) - started).total_seconds(), 1)
+    out["goals"] = goals(out)
+    return out
+
+
+def goals(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The issue's goals, from what this run measured (absent when the run skipped the phase)."""
+    g: dict[str, dict[str, Any]] = {}
+    ratio = r.get("throughput", {}).get("ratio_router_ceiling_confirm_pct")
+    if ratio:
+        g["throughput_ratio_pct"] = {
+            "value": ratio["median"],
+            "target": ">= 50",
+            "met": ratio["median"] >= 50,
+        }
+    at500 = r.get("latency", {}).get("500", {})
+    if at500.get("router") and at500.get("ceiling_confirm"):
+        value = round(at500["router"]["p99_ms"] / at500["ceiling_confirm"]["p99_ms"], 2)
+        g["p99_ratio_at_500"] = {"value": value, "target": "<= 2.0", "met": value <= 2.0}
+    if "memory" in r:
+        m = r["memory"]
+        g["rss_growth_pct"] = {
+            "value": m["growth_pct"], "target": "<= 10", "met": m["growth_pct"] <= 10,
+            "between_contacts": [m["first_contacts"], m["last_contacts"]],
+        }  # fmt: skip
+    if "rules" in r:
+        value = r["rules"]["ratio_pct"]["median"]
+        g["rules_ratio_pct"] = {"value": value, "target": ">= 80", "met": value >= 80}
+    return g
+
+
+def host_info() -> dict[str, Any]:
+    import aio_pika as ap
+    import redis as rp
+
+    info: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "aio_pika": getattr(ap, "__version__", "?"),
+        "redis_py": rp.__version__,
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+    return info
+
+
+# --------------------------------------------------------------------------------------------- output
+
+
+def table(r: dict[str, Any]) -> str:
+    p, g = r["params"], r["goals"]
+    t = r.get("throughput", {})
+    systems = [s for s in SYSTEMS if s in t]
+    w, first = 24, 34
+
+    def ok(name: str) -> str:
+        return ("met" if g[name]["met"] else "NOT met") if name in g else "-"
+
+    def row(label: str, cells: Sequence[str], note: str = "") -> str:
+        return f"{label:<{first}}" + "".join(f"{c:>{w}}" for c in cells) + (f"  {note}" if note else "")
+
+    def rate(s: dict[str, Any]) -> str:
+        return f"{s['median']:,.0f} ({s['min']:,.0f}–{s['max']:,.0f})" if s["median"] is not None else "-"
+
+    lines = [
+        f"contact-router bench ({p['mode']}): {p['throughput_n']:,} contacts per drain, "
+        f"{p['repeats']} run(s) each; {r['host']['cpus']} CPUs; {r['started_at']}; {r['seconds']:.0f} s",
+        "",
+        row("", [s.replace("_", " ") for s in systems], "router / ceiling confirm (goal)"),
+    ]
+    if t:
+        note = ""
+        if "ratio_router_ceiling_confirm_pct" in t:
+            x = t["ratio_router_ceiling_confirm_pct"]
+            note = (
+                f"{x['median']:.0f} % ({x['min']:.0f}–{x['max']:.0f}) (≥ 50 %: {ok('throughput_ratio_pct')})"
+            )
+        if "ratio_router_ceiling_tx_pct" in t:
+            note += f"; of ceiling tx {t['ratio_router_ceiling_tx_pct']['median']:.0f} %"
+        lines.append(row("throughput /s median (min–max)", [rate(t[s]) for s in systems], note))
+        lines.append(row("  consumer CPU µs per contact", [f"{_median_cpu(t[s]):,.0f}" for s in systems]))
+    for rate_s, by in r.get("latency", {}).items():
+        cells = [_percentiles(by[s]) if s in by else "-" for s in systems]
+        note = ""
+        if by.get("router") and by.get("ceiling_confirm"):
+            note = f"p99 {by['router']['p99_ms'] / by['ceiling_confirm']['p99_ms']:.2f}×"
+            if rate_s == "500":
+                note += f" (≤ 2×: {ok('p99_ratio_at_500')})"
+        lines.append(row(f"latency @{rate_s}/s ms p50/p95/p99", cells, note))
+    blank = [""] * (len(systems) - 1)
+    if "memory" in r:
+        m = r["memory"]
+        lines.append(
+            row(
+                f"router RSS MB @{m['first_contacts']:,} → {m['last_contacts']:,}",
+                [*blank, f"{m['rss_first_kb'] / 1024:.1f} → {m['rss_last_kb'] / 1024:.1f}"],
+                f"{m['growth_pct']:+.1f} % (≤ 10 %: {ok('rss_growth_pct')})",
+            )
+        )
+    if "rules" in r:
+        rules, (lo, hi) = r["rules"], p["rule_counts"]
+        x = rules["ratio_pct"]
+        lines.append(
+            row(
+                f"router /s, {lo} → {hi} routes",
+                [*blank, f"{rules[str(lo)]['median']:,.0f} → {rules[str(hi)]['median']:,.0f}"],
+                f"{x['median']:.0f} % ({x['min']:.0f}–{x['max']:.0f}) (≥ 80 %: {ok('rules_ratio_pct')})",
+            )
+        )
+        lines.append(
+            row(
+                "  parse+prepare µs per contact",
+                [*blank, " → ".join(f"{rules[str(n)]['core_us_per_contact']:.0f}" for n in (lo, hi))],
+            )
+        )
+    lines += [
+        "",
+        "ceiling: bare aio-pika pass-through (consume → publish → ack) on the same quorum queues, with",
+        "confirms or with AMQP transactions; ! = fell behind the offered rate; ranges: min–max of the runs.",
+    ]
+    return "\n".join(lines)
+
+
+def _percentiles(x: dict[str, Any]) -> str:
+    return f"{x['p50_ms']:.1f}/{x['p95_ms']:.1f}/{x['p99_ms']:.1f}{'' if x['kept_up'] else '!'}"
+
+
+def _median_cpu(s: dict[str, Any]) -> float:
+    values = [d["cpu_us_per_contact"] for d in s["details"] if not math.isnan(d["cpu_us_per_contact"])]
+    return statistics.median(values) if values else float("nan")
+
+
+def _finite(value: Any) -> Any:
+    """NaN (a figure that could not be measured) as null: the file stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write(r: dict[str, Any], results_dir: Path) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = r["started_at"].replace(":", "-").replace("+00-00", "Z")
+    path = results_dir / f"{stamp}-{r['params']['mode']}.json"
+    text = json.dumps(_finite(r), indent=2, ensure_ascii=False, allow_nan=False, default=str) + "\n"
+    path.write_text(text, encoding="utf-8")
+    (results_dir / "latest.json").write_text(text, encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ cli
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="a few hundred contacts: does it run (seconds)")
+    mode.add_argument("--full", action="store_true", help="memory up to 200,000 contacts, 50,000 per drain")
+    p.add_argument("--n", type=int, help="contacts per throughput drain")
+    p.add_argument("--repeats", type=int, help="throughput runs per system")
+    p.add_argument("--memory-n", type=int, help="contacts fed to the memory run")
+    p.add_argument("--rates", help="offered rates for latency, comma-separated (default 100,500,1000)")
+    p.add_argument("--latency-seconds", type=float, help="seconds of load per offered rate")
+    p.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON goes (bench/results)")
+    p.add_argument(
+        "--profile", type=Path, help="py-spy the router's first drain into this file (collapsed stacks)"
+    )
+    p.add_argument("--phases", help=f"comma-separated subset of {','.join(PHASES)} (default: all)")
+    p.add_argument("--systems", help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all)")
+    p.add_argument(
+        "--router-cmd",
+        help="command that starts the router, without its arguments (default: this Python -m router.cli)",
+    )
+
+
+def params_from(args: argparse.Namespace) -> Params:
+    p = Params.for_mode("quick" if args.quick else "full" if args.full else "default")
+    changes: dict[str, Any] = {}
+    if args.n:
+        changes["throughput_n"] = args.n
+    if args.repeats:
+        changes["repeats"] = args.repeats
+    if args.memory_n:
+        changes["memory_n"] = args.memory_n
+    if args.rates:
+        changes["rates"] = tuple(int(x) for x in args.rates.split(","))
+    if args.latency_seconds:
+        changes["latency_seconds"] = args.latency_seconds
+    if args.router_cmd:
+        changes["router_cmd"] = tuple(shlex.split(args.router_cmd))
+    for name, allowed in (("phases", PHASES), ("systems", SYSTEMS)):
+        if getattr(args, name):
+            chosen = tuple(x.strip() for x in getattr(args, name).split(","))
+            if unknown := set(chosen) - set(allowed):
+                raise SystemExit(f"--{name}: unknown {', '.join(sorted(unknown))}")
+            changes[name] = tuple(x for x in allowed if x in chosen)
+    settings = Settings()
+    changes.setdefault("batch_size", settings.router_batch_size)
+    changes.setdefault("prefetch", settings.router_prefetch)
+    return replace(p, **changes)
+
+
+def execute(args: argparse.Namespace) -> int:
+    params = params_from(args)
+    rules_dir = Path(getattr(args, "rules_dir", None) or RULES)
+    result = asyncio.run(run(params, Settings(), rules_dir, profile=args.profile))
+    print(table(result))
+    path = write(result, args.results_dir)
+    print(f"\nJSON: {path} (and {args.results_dir / 'latest.json'})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--rules-dir", help="rules directory (default: ./rules)")
+    add_arguments(p)
+    return execute(p.parse_args(argv))
