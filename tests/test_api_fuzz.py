@@ -67,6 +67,11 @@ class ServiceThread:
                 break
             except OSError:
                 continue
+        # /readyz answers 503 until the router's consumer is attached; fuzz the ready service.
+        for _ in range(200):
+            if self.runtime.router is not None and self.runtime.router.ready:
+                break
+            await asyncio.sleep(0.05)
         self.ready.set()
         await http
         await self.runtime.close()
