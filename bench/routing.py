@@ -807,6 +807,8 @@ def table(r: dict[str, Any]) -> str:
                 [*blank, " → ".join(f"{rules[str(n)]['core_us_per_contact']:.0f}" for n in (lo, hi))],
             )
         )
+    if p["mode"] == "quick":
+        lines += ["", "--quick: too few contacts for these figures to mean anything (run without it)."]
     lines += [
         "",
         "ceiling: bare aio-pika pass-through (consume → publish → ack) on the same quorum queues, with",
