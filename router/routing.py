@@ -100,6 +100,11 @@ def claim_token(delivery: Delivery) -> str:
     return f"anon-{digest[:32]}"
 
 
+def own_thread_ids(contact: Contact) -> list[str]:
+    """Message-IDs by which later mail refers to this contact: its own and its acknowledgement's."""
+    return [v for k in ("thread.message_id", "thread.ack_message_id") if (v := contact.metadata.get(k))]
+
+
 def thread_hints(contact: Contact) -> tuple[list[str], list[str]]:
     """(reference numbers, Message-IDs) by which a contact may be a reply to an earlier one."""
     refs = []
@@ -350,9 +355,7 @@ class RoutingCore:
         }
         if status == "closed":
             fields.update(closed_at=now.isoformat(), resolution="answered on the phone")
-        thread_ids = [
-            v for k in ("thread.message_id", "thread.ack_message_id") if (v := contact.metadata.get(k))
-        ]
+        thread_ids = own_thread_ids(contact)
         staged = Staged(
             cid=contact.cid,
             tenant=contact.tenant,
@@ -428,9 +431,7 @@ class RoutingCore:
             "callbacks": "0",
             "merged_into": target,
         }
-        thread_ids = [
-            v for k in ("thread.message_id", "thread.ack_message_id") if (v := contact.metadata.get(k))
-        ]
+        thread_ids = own_thread_ids(contact)
         staged = Staged(
             cid=contact.cid,
             tenant=contact.tenant,
