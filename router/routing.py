@@ -463,6 +463,15 @@ class RoutingCore:
 
     async def handle(self, deliveries: list[Delivery], tx: Tx) -> BatchResult:
         """Process one batch inside `tx`. Raises StoreUnavailable before anything was published."""
+        result = await self.stage(deliveries)
+        await self.emit(result, tx)
+        return result
+
+    async def stage(self, deliveries: list[Delivery]) -> BatchResult:
+        """Everything before the broker: parse, classify, claim and index in the store. Publishes
+        nothing, so a batch can be staged while the previous one's transaction is still committing.
+        Raises StoreUnavailable; what was claimed then is claimed under the deliveries' own tokens, so
+        their next attempt (or redelivery) takes it over."""
         result = BatchResult()
         parsed: list[tuple[Delivery, Contact, Tenant]] = []
         for d in deliveries:
@@ -504,7 +513,10 @@ class RoutingCore:
             else:
                 result.busy.append(p.delivery)
         await self.store.index([p.staged for p in result.routed])
+        return result
 
+    async def emit(self, result: BatchResult, tx: Tx) -> None:
+        """Publish and ack a staged batch in `tx`, and commit it."""
         for p in result.routed:
             for m in p.messages:
                 await tx.publish(
@@ -527,7 +539,6 @@ class RoutingCore:
             )
             await tx.ack(dead.delivery)
         await tx.commit(result)
-        return result
 
     async def after_commit(self, result: BatchResult) -> None:
         await self.store.commit([p.staged for p in result.routed])

@@ -200,25 +200,27 @@ async def test_watchdog_alone_reattaches_a_consumer_lost_without_notification(
         await rt.close()
 
 
+@pytest.mark.parametrize("step", ["stage", "emit"])
 async def test_an_unexpected_error_does_not_leave_the_process_up_without_a_consumer(
-    settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any
+    settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any, step: str
 ) -> None:
     """A channel closed under a publish raises a RuntimeError in aiormq, not an AMQP error: any such
-    surprise must end the session (deliveries back to the queue) and re-attach, not end the router."""
+    surprise, while staging a batch or while publishing it (a task of its own, overlapping the next
+    batch), must end the session (deliveries back to the queue) and re-attach, not end the router."""
     rt = await build(settings, with_router=True, embedded="never")
     assert rt.router is not None
     core = rt.router.core
-    real = core.handle
+    real = getattr(core, step)
     calls = 0
 
-    async def flaky(deliveries: Any, tx: Any) -> Any:
+    async def flaky(*args: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("surprise")
-        return await real(deliveries, tx)
+        return await real(*args)
 
-    core.handle = flaky  # type: ignore[method-assign]
+    setattr(core, step, flaky)
     await start(rt)
     try:
         await wait_ready(rt, True, within=5)
