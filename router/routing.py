@@ -13,13 +13,13 @@ keeps two copies of one contact (a re-send) from being routed by two routers at 
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import orjson
 from pydantic import ValidationError
 
 from router import logs, topology
@@ -118,10 +118,18 @@ def thread_hints(contact: Contact) -> tuple[list[str], list[str]]:
     return refs, ids[:20]
 
 
-def event_body(name: str, at: datetime, **fields: Any) -> bytes:
-    """Events carry ids and routing facts, never personal data."""
-    payload = {"event": name, "event_id": str(uuid.uuid4()), "at": at.isoformat(), **fields}
-    return json.dumps(payload, separators=(",", ":")).encode()
+def dumps(value: Any) -> str:
+    """Compact JSON. orjson: every contact is serialised into several documents on the hot path, and
+    orjson does it ~10× faster than the standard library (non-ASCII stays UTF-8 instead of \\u escapes)."""
+    return orjson.dumps(value).decode()
+
+
+def event_message(exchange: str, name: str, at: datetime, **fields: Any) -> OutMessage:
+    """Events carry ids and routing facts, never personal data. The event id is the message id, as in
+    case work, so a subscriber can dedupe on either."""
+    event_id = str(uuid.uuid4())
+    payload = {"event": name, "event_id": event_id, "at": at.isoformat(), **fields}
+    return OutMessage(exchange, name, dumps(payload), event_id)
 
 
 class RoutingCore:
@@ -150,9 +158,7 @@ class RoutingCore:
         return contact, tenant
 
     def _event(self, name: str, at: datetime, **fields: Any) -> OutMessage:
-        return OutMessage(
-            self.names(topology.EVENTS), name, event_body(name, at, **fields).decode(), str(uuid.uuid4())
-        )
+        return event_message(self.names(topology.EVENTS), name, at, **fields)
 
     def _team_item(
         self, tenant: str, team: str, envelope: dict[str, Any], cid: str, rule: str, idempotency_key: str
@@ -162,7 +168,7 @@ class RoutingCore:
         return OutMessage(
             self.names(topology.TEAMS),
             f"{tenant}.{team}",
-            json.dumps(envelope, separators=(",", ":")),
+            dumps(envelope),
             cid,
             headers,
         )
@@ -350,7 +356,7 @@ class RoutingCore:
             "version": "1",
             "received_at": contact.received_at.isoformat(),
             "routed_at": now.isoformat(),
-            "deadlines": json.dumps(deadline_dicts),
+            "deadlines": dumps(deadline_dicts),
             "callbacks": str(len(callbacks)),
         }
         if status == "closed":
@@ -362,7 +368,7 @@ class RoutingCore:
             team=team,
             token=claim_token(delivery),
             fields=fields,
-            history=[json.dumps(h, separators=(",", ":")) for h in history],
+            history=[dumps(h) for h in history],
             reference=contact.reference,
             team_score_ms=None if status == "closed" else score,
             timers=timers,
@@ -384,7 +390,7 @@ class RoutingCore:
                 "transfer_limit": rules.transfer_limit,
             }
             # The same dict as model_dump(mode="json"), from the JSON made above: C instead of a second dump.
-            envelope: dict[str, Any] = {"contact": json.loads(contact_json), "routing": routing}
+            envelope: dict[str, Any] = {"contact": orjson.loads(contact_json), "routing": routing}
             if callbacks:
                 envelope["callback_request"] = {k: v for k, v in callbacks[1].items() if k != "tenant"}
             messages = [
@@ -438,18 +444,16 @@ class RoutingCore:
             team=team,
             token=claim_token(delivery),
             fields=fields,
-            history=[json.dumps({"event": "contact.merged", "at": now.isoformat(), "into": target})],
+            history=[dumps({"event": "contact.merged", "at": now.isoformat(), "into": target})],
             reference=contact.reference,
             team_score_ms=None,
             thread_ids=thread_ids,
             thread_target=target,
             final_status="merged",
-            join=Join(
-                target, contact.tenant, team, json.dumps(event, separators=(",", ":")), _NO_DEADLINE_SCORE
-            ),
+            join=Join(target, contact.tenant, team, dumps(event), _NO_DEADLINE_SCORE),
         )
         envelope = {
-            "contact": json.loads(contact_json),
+            "contact": orjson.loads(contact_json),
             "routing": {"team": team, "follow_up_of": target, "rule": "follow-up"},
         }
         common = {"tenant": contact.tenant, "contact_id": target, "channel": contact.channel}

@@ -230,3 +230,42 @@ async def test_an_unexpected_error_does_not_leave_the_process_up_without_a_consu
         assert record is not None and record.fields["status"] == "routed"
     finally:
         await rt.close()
+
+
+async def test_a_publish_hung_on_a_dead_connection_does_not_hold_up_the_reconnect(
+    settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any
+) -> None:
+    """A batch is published in a task of its own while the next one is staged. A publish on a
+    connection that died can wait for good (aiormq's frame buffer is full and nothing drains it): the
+    lost connection must end the batch and the session at once, and the batch must be routed after."""
+    rt = await build(settings, with_router=True, embedded="never")
+    assert rt.router is not None
+    core = rt.router.core
+    real = core.emit
+    hung = asyncio.Event()
+
+    async def hanging(result: Any, tx: Any) -> None:
+        if not hung.is_set():
+            hung.set()
+            await asyncio.Event().wait()  # never set: a publish that never returns
+        await real(result, tx)
+
+    core.emit = hanging  # type: ignore[method-assign]
+    await start(rt)
+    try:
+        await wait_ready(rt, True, within=5)
+        data = contact_json()
+        await publish_raw(amqp, rt.names, "ommen.mail", json.dumps(data).encode())
+        await asyncio.wait_for(hung.wait(), 10)
+        assert await asyncio.to_thread(close_named_connection, rt.router.connection_name, "test") == 1
+        started = time.monotonic()
+        for _ in range(200):
+            if rt.router.attachments >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert rt.router.attachments == 2, rt.router.last_error
+        assert time.monotonic() - started < 5
+        cid = contact_id("ommen", "test", data["source"]["native_id"])
+        await wait_routed(rt, cid, within=15)  # redelivered and routed, not left 'routing'
+    finally:
+        await rt.close()
