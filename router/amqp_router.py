@@ -167,7 +167,7 @@ class AmqpRouter:
         *,
         batch_size: int = 100,
         prefetch: int = 300,
-        linger: float = 0.002,
+        linger: float = 0.0,
         connection_name: str | None = None,
         watchdog_interval: float = 1.0,
     ):

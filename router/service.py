@@ -227,6 +227,7 @@ async def build(
             declare,
             batch_size=settings.router_batch_size,
             prefetch=settings.router_prefetch,
+            linger=settings.router_linger_ms / 1000,
         )
     return runtime
 

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # How many contacts the router takes from the broker in one transaction.
     router_batch_size: int = Field(default=100, ge=1, le=1000)
     router_prefetch: int = Field(default=300, ge=1, le=5000)
+    # How long a batch waits for more contacts once it has one. Batches fill by themselves under load
+    # (the next one is gathered while the previous commits), so waiting mostly adds latency.
+    router_linger_ms: float = Field(default=0.0, ge=0, le=1000)
     # A claim on a contact expires after this; a copy that finds a live claim of another delivery waits.
     claim_lease_ms: int = Field(default=15_000, ge=1000)
     # Deliveries after which the broker dead-letters a message that keeps crashing the router.

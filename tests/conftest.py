@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -19,6 +20,7 @@ from typing import Any
 import aio_pika
 import pytest
 import redis.asyncio as aioredis
+import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
 from router.api import create_app
@@ -28,6 +30,11 @@ from router.settings import Settings
 from router.tenants import Tenant
 from router.tenants import load as load_tenants
 from tests.harness import AMS, Harness, drain_queue
+
+# Logs to stderr, as in production (router/logs.py): a command's stdout under test holds only its own
+# output, even while a router in the same process logs. Not cached, so structlog.testing.capture_logs
+# still works.
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
