@@ -102,7 +102,7 @@ def main() -> None:
     p.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
     p.add_argument("--prefetch", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--linger", type=float, default=0.002)
+    p.add_argument("--linger", type=float, default=0.0, help="a batch waits for more (s)")
     args = p.parse_args()
 
     async def _run() -> None:

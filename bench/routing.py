@@ -75,6 +75,7 @@ class Params:
     rule_counts: tuple[int, int] = (10, 500)
     batch_size: int = 100
     prefetch: int = 300
+    linger_ms: float = 0.0
     phases: tuple[str, ...] = PHASES
     systems: tuple[str, ...] = SYSTEMS
     # How the router is started (followed by `router --embedded never`); e.g. another checkout's Python.
@@ -322,6 +323,7 @@ class Bench:
             "RULES_DIR": str(rules_dir or self.rules_dir),
             "ROUTER_BATCH_SIZE": str(self.p.batch_size),
             "ROUTER_PREFETCH": str(self.p.prefetch),
+            "ROUTER_LINGER_MS": str(self.p.linger_ms),
         }
         if system == "router":
             cmd = [*self.p.router_cmd, "router", "--embedded", "never"]
@@ -329,7 +331,8 @@ class Bench:
             mode = system.removeprefix("ceiling_")
             cmd = [sys.executable, "-m", "bench.ceiling", "--mode", mode, "--namespace", self.ns,
                    "--amqp-url", self.settings.amqp_url, "--prefetch", str(self.p.prefetch),
-                   "--batch-size", str(self.p.batch_size)]  # fmt: skip
+                   "--batch-size", str(self.p.batch_size),
+                   "--linger", str(self.p.linger_ms / 1000)]  # fmt: skip
         log = (self.log_dir / f"{system}.log").open("ab")
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
         log.close()
@@ -904,6 +907,7 @@ def params_from(args: argparse.Namespace) -> Params:
     settings = Settings()
     changes.setdefault("batch_size", settings.router_batch_size)
     changes.setdefault("prefetch", settings.router_prefetch)
+    changes.setdefault("linger_ms", settings.router_linger_ms)
     return replace(p, **changes)
 
 
