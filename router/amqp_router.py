@@ -117,10 +117,9 @@ class AmqpTx:
         self._add_publish("", self.marker_queue, batch_id.encode(), persistent)
         frames, self._frames = self._frames, []
         underlay = self._underlay()
-        # One write of the whole batch, queued before the commit's own frame: the broker sees them in
-        # order.
-        # The put waits only when aiormq's frame buffer is full; a connection that dies meanwhile ends
-        # the batch through `lost` (AmqpRouter._settle).
+        # One write of the whole batch, queued before the commit's own frame, so the broker takes them
+        # in order. The put waits only while aiormq's frame buffer is full; a connection that dies
+        # meanwhile ends the batch through `lost` (AmqpRouter._settle).
         await underlay.write_queue.put(ChannelFrame.marshall(channel_number=underlay.number, frames=frames))
         try:
             await self._commit()

@@ -153,3 +153,31 @@ async def test_malformed_json_and_unknown_tenant_are_dead_lettered_with_reason(
     from router.contact import contact_id
 
     await wait_routed(runtime, contact_id("ommen", "test", data["source"]["native_id"]))
+
+
+async def test_a_team_item_larger_than_an_amqp_frame_arrives_whole(
+    runtime: Runtime, amqp: aio_pika.abc.AbstractConnection
+) -> None:
+    """The router writes a batch's frames itself (router/amqp_router.py AmqpTx): a team item bigger than
+    the broker's frame size (128 KB) goes out as several body frames and must arrive byte for byte, in
+    the same batch as small ones."""
+    from router.contact import contact_id
+
+    names = runtime.names
+    # 100,000 characters (the most a body may have), 60,000 of them a 3-byte '€': a ~230 KB team item.
+    big_body = ("Paspoort verlopen, één vraag over kosten. " * 1000)[:40_000] + "€" * 60_000
+    contacts = [
+        contact_json(native_id=f"big-{i}", body=big_body if i % 2 else "Paspoort kwijt") for i in range(4)
+    ]
+    for data in contacts:
+        await publish_raw(amqp, names, "ommen.mail", json.dumps(data).encode())
+    ids = [contact_id("ommen", "test", d["source"]["native_id"]) for d in contacts]
+    for cid in ids:
+        await wait_routed(runtime, cid)
+    msgs = await drain(amqp, names.team_queue("ommen", "burgerzaken"))
+    assert sorted(m.message_id for m in msgs) == sorted(ids)
+    sizes = {m.message_id: len(m.body) for m in msgs}
+    assert max(sizes.values()) > 131_072
+    for m in msgs:
+        sent = contacts[ids.index(m.message_id)]
+        assert json.loads(m.body)["contact"]["body"] == sent["body"]
