@@ -311,13 +311,7 @@ class AmqpRouter:
                 log.info("in_doubt_batch_rolled_back", size=len(result.routed))
                 continue
             log.info("in_doubt_batch_committed", size=len(result.routed))
-            self.routed += len(result.routed)
-            while True:
-                try:
-                    await self.core.after_commit(result)
-                    break
-                except StoreUnavailable:
-                    await asyncio.sleep(0.5)
+            await self._record(result)
         self._in_doubt.clear()
 
     async def _watchdog(self, attached: _Attachment, lost: asyncio.Event) -> None:
@@ -408,13 +402,18 @@ class AmqpRouter:
         result = outgoing.result
         await self.core.emit(result, tx)
         outgoing.committed = True
+        await self._record(result)
+
+    async def _record(self, result: BatchResult) -> None:
+        """Tell the store that a batch the broker committed is routed, waiting for the store while it
+        is down: the broker has the messages, and the store must learn it before the next batch goes
+        out."""
         self.routed += len(result.routed)
         while True:
             try:
                 await self.core.after_commit(result)
                 return
             except StoreUnavailable:
-                # The broker has the messages; the store must learn it before the next batch goes out.
                 log.warning("store_unavailable_after_commit", size=len(result.routed))
                 await asyncio.sleep(0.5)
 
