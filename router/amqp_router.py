@@ -70,6 +70,8 @@ class AmqpTx:
         self.channel = channel
         # The concrete aiormq channel under `channel`: the frames go to its connection's write queue.
         self.underlay = cast(aiormq.Channel, underlay)
+        # Body bytes per frame: fixed for the connection (its negotiated frame_max).
+        self._body_step = self.underlay.max_content_size
         self.marker_queue = marker_queue
         self.in_doubt = in_doubt
         self._frames: list[Any] = []
@@ -101,13 +103,8 @@ class AmqpTx:
         # subscriber.
         self._frames.append(aiormq.spec.Basic.Publish(exchange=exchange, routing_key=routing_key))
         self._frames.append(ContentHeader(properties=properties, body_size=len(body)))
-        step = self._underlay().max_content_size
+        step = self._body_step
         self._frames.extend(ContentBody(body[i : i + step]) for i in range(0, len(body), step))
-
-    def _underlay(self) -> aiormq.Channel:
-        if self.underlay.is_closed:
-            raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
-        return self.underlay
 
     async def commit(self, result: BatchResult) -> None:
         # A marker in the same transaction: after a connection loss during the commit, its presence in
@@ -116,7 +113,9 @@ class AmqpTx:
         persistent = aiormq.spec.Basic.Properties(delivery_mode=2)
         self._add_publish("", self.marker_queue, batch_id.encode(), persistent)
         frames, self._frames = self._frames, []
-        underlay = self._underlay()
+        underlay = self.underlay
+        if underlay.is_closed:
+            raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
         # One write of the whole batch, queued before the commit's own frame, so the broker takes them
         # in order. The put waits only while aiormq's frame buffer is full; a connection that dies
         # meanwhile ends the batch through `lost` (AmqpRouter._settle).
