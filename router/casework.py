@@ -26,6 +26,7 @@ from router.clock import Clock, epoch_ms
 from router.contact import Contact, Hop
 from router.keys import Keys
 from router.outbound import Outbound, OutMessage
+from router.routing import event_message
 from router.store import StoreUnavailable
 from router.tenants import Tenant
 from router.topology import Names
@@ -267,16 +268,8 @@ class Casework:
     # -- messages --------------------------------------------------------------------------------
 
     def _event(self, name: str, state: CaseState, now: datetime, **fields: Any) -> OutMessage:
-        body = {
-            "event": name,
-            "event_id": str(uuid.uuid4()),
-            "at": now.isoformat(),
-            "tenant": state.tenant,
-            "contact_id": state.cid,
-            **fields,
-        }
-        return OutMessage(
-            self.names(topology.EVENTS), name, json.dumps(body, separators=(",", ":")), body["event_id"]
+        return event_message(
+            self.names(topology.EVENTS), name, now, tenant=state.tenant, contact_id=state.cid, **fields
         )
 
     def _team_item(self, state: CaseState, contact: Contact, team: str, **routing: Any) -> OutMessage:
