@@ -22,8 +22,8 @@ import time
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from router import topology
-from router.topology import Names
+from router.core import topology
+from router.core.topology import Names
 
 
 def _forward(msg: AbstractIncomingMessage) -> tuple[aio_pika.Message, str]:

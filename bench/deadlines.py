@@ -12,8 +12,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from router.terms import Term, TermUnit
-from router.workdays import CalendarSpec, TenantCalendar
+from router.core.calendar.terms import Term, TermUnit
+from router.core.calendar.workdays import CalendarSpec, TenantCalendar
 
 SPEC = CalendarSpec.model_validate(
     {

@@ -45,13 +45,14 @@ import aio_pika
 import redis.asyncio as aioredis
 
 from bench.workload import ROOT, RULES, make_contacts, write_rules
-from router import topology
-from router.contact import reference_for
-from router.keys import Keys
+from router.amqp import declare as amqp_declare
+from router.core import topology
+from router.core.contact import reference_for
+from router.core.tenants import Tenant
+from router.core.tenants import load as load_tenants
+from router.core.topology import Names
+from router.redis.keys import Keys
 from router.settings import Settings
-from router.tenants import Tenant
-from router.tenants import load as load_tenants
-from router.topology import Names
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEMS = ("ceiling_confirm", "ceiling_tx", "router")
@@ -205,7 +206,7 @@ class Bench:
         )
         self.redis = aioredis.Redis.from_url(self.settings.redis_url)
         channel = await self.conn.channel()
-        await topology.declare(
+        await amqp_declare.declare(
             channel, self.names, {t: self._teams(t) for t in self.tenants}, self.settings.delivery_limit
         )
         await channel.close()
@@ -588,8 +589,9 @@ class Bench:
     ) -> dict[int, float]:
         """Microseconds of parse + prepare (classify, deadlines, state, messages) per contact, in this
         process, per rule set; the rule sets take turns and the fastest round counts."""
-        from router.clock import SystemClock
-        from router.routing import Delivery, RoutingCore
+        from router.core.clock import SystemClock
+        from router.core.pipeline import RoutingCore
+        from router.core.ports import Delivery
 
         deliveries = [Delivery(b, str(uuid.uuid4()), k, {}, False) for k, _c, b in contacts]
         best = {n: float("inf") for n in tenants}

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from router.contact import contact_id
+from router.core.contact import contact_id
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"

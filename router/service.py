@@ -15,28 +15,36 @@ from typing import Any
 from urllib.parse import urlparse
 
 import aio_pika
+import redis.asyncio as aioredis
 from aiohttp import web
 
-from adapters.context import AdapterContext
-from adapters.http import ADAPTERS, add_routes
-from adapters.publisher import AmqpContactPublisher, ContactPublisher
-from adapters.wiring import readiness_checks
-from router import logs, topology
-from router.amqp_router import AmqpRouter
-from router.api import ApiContext, create_app
-from router.casework import Casework
-from router.clock import Clock, SystemClock
-from router.embedded import BANNER, MemoryBroker, MemoryContactPublisher, MemoryOutbound, MemoryRouter
-from router.keys import Keys
-from router.outbound import AmqpOutbound, Outbound
-from router.redis_store import RedisStore, redis_client
-from router.routing import RoutingCore
-from router.scheduler import Scheduler
+from adapters.kit.context import AdapterContext
+from adapters.kit.http import ADAPTERS, add_routes
+from adapters.kit.publisher import ContactPublisher
+from adapters.kit.ratelimit import RateLimiter
+from adapters.kit.settings import AdapterSettings
+from adapters.kit.wiring import build_context, readiness_checks
+from adapters.mail.ack import SmtpAckSender
+from router import logs
+from router.amqp import declare as amqp_declare
+from router.amqp.consumer import AmqpRouter
+from router.amqp.outbound import AmqpOutbound
+from router.amqp.publisher import AmqpContactPublisher
+from router.core.casework_service import Casework
+from router.core.clock import Clock, SystemClock
+from router.core.pipeline import RoutingCore
+from router.core.ports import Outbound, Store, StoreUnavailable
+from router.core.tenants import Tenant
+from router.core.tenants import load as load_tenants
+from router.core.topology import Names
+from router.embedded.broker import BANNER, MemoryBroker, MemoryContactPublisher, MemoryOutbound, MemoryRouter
+from router.http.app import ApiContext, create_app
+from router.redis.casestore import RedisCaseStore
+from router.redis.keys import Keys
+from router.redis.ratelimit import RedisRateLimiter
+from router.redis.scheduler import Scheduler
+from router.redis.store import RedisStore, redis_client
 from router.settings import Settings
-from router.store import Store, StoreUnavailable
-from router.tenants import Tenant
-from router.tenants import load as load_tenants
-from router.topology import Names
 
 log = logs.get("router.service")
 
@@ -62,7 +70,7 @@ async def declare_topology(settings: Settings, tenants: dict[str, Tenant]) -> No
     connection = await aio_pika.connect(settings.amqp_url, client_properties={"connection_name": "topology"})
     async with connection:
         channel = await connection.channel()
-        await topology.declare(
+        await amqp_declare.declare(
             channel, Names(settings.namespace), teams_by_tenant(tenants), settings.delivery_limit
         )
 
@@ -185,7 +193,7 @@ async def build(
         fake = fakeredis.FakeAsyncRedis()
         store: Store = RedisStore(fake, keys)
         outbound: Outbound = MemoryOutbound(broker)
-        casework = Casework(fake, keys, names, tenants, clock, outbound)
+        casework = Casework(RedisCaseStore(fake, keys), names, tenants, clock, outbound)
         runtime = Runtime(
             settings,
             tenants,
@@ -210,7 +218,7 @@ async def build(
     store = RedisStore(client, keys)
     publisher = AmqpContactPublisher(settings.amqp_url, names)
     outbound = AmqpOutbound(settings.amqp_url)
-    casework = Casework(client, keys, names, tenants, clock, outbound)
+    casework = Casework(RedisCaseStore(client, keys), names, tenants, clock, outbound)
     runtime = Runtime(settings, tenants, store, publisher, clock, False, outbound=outbound, casework=casework)
     if with_scheduler:
         runtime.scheduler = Scheduler(client, keys, names, casework, outbound, clock)
@@ -218,7 +226,7 @@ async def build(
         core = RoutingCore(tenants, store, names, clock, settings.claim_lease_ms)
 
         async def declare(channel: aio_pika.abc.AbstractChannel) -> None:
-            await topology.declare(channel, names, teams_by_tenant(tenants), settings.delivery_limit)
+            await amqp_declare.declare(channel, names, teams_by_tenant(tenants), settings.delivery_limit)
 
         runtime.router = AmqpRouter(
             settings.amqp_url,
@@ -230,6 +238,33 @@ async def build(
             linger=settings.router_linger_ms / 1000,
         )
     return runtime
+
+
+async def context_for_runtime(runtime: Runtime, settings: AdapterSettings | None = None) -> AdapterContext:
+    """The adapters' context for this runtime: its publisher, a Redis rate limiter (in memory when
+    embedded), and SMTP acknowledgements when a sender address is configured."""
+    settings = settings or AdapterSettings()
+    limiter: RateLimiter | None = None
+    client: aioredis.Redis | None = None
+    if not runtime.embedded:
+        client = aioredis.Redis.from_url(runtime.settings.redis_url)
+        limiter = RedisRateLimiter(
+            client,
+            runtime.settings.namespace,
+            settings.webform_rate_limit,
+            settings.webform_rate_window_seconds,
+        )
+    ctx = build_context(
+        publisher=runtime.publisher,
+        tenants=runtime.tenants,
+        clock=runtime.clock,
+        settings=settings,
+        rate_limiter=limiter,
+        acks=SmtpAckSender(settings) if settings.ack_senders else None,
+    )
+    if client is not None:
+        ctx.closers.append(client.aclose)
+    return ctx
 
 
 async def start(runtime: Runtime) -> None:

@@ -23,12 +23,12 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
-from router.api import create_app
-from router.clock import ManualClock
+from router.core.clock import ManualClock
+from router.core.tenants import Tenant
+from router.core.tenants import load as load_tenants
+from router.http.app import create_app
 from router.service import build
 from router.settings import Settings
-from router.tenants import Tenant
-from router.tenants import load as load_tenants
 from tests.harness import AMS, Harness, drain_queue
 
 # Logs to stderr, as in production (router/logs.py): a command's stdout under test holds only its own
@@ -109,7 +109,7 @@ async def amqp(
 
 async def delete_namespace(conn: aio_pika.abc.AbstractConnection, namespace: str) -> None:
     """Delete every queue and exchange the test declared (names are known from the topology)."""
-    from router.topology import CONTACTS, DEAD, ESCALATIONS, EVENTS, ROUTER_QUEUE, TEAMS, UNROUTABLE
+    from router.core.topology import CONTACTS, DEAD, ESCALATIONS, EVENTS, ROUTER_QUEUE, TEAMS, UNROUTABLE
 
     tenants = load_tenants(RULES)
     queues = [ROUTER_QUEUE, DEAD, UNROUTABLE]

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 from aiohttp.test_utils import TestClient
 
-from router.clock import ManualClock
-from router.contact import Contact
+from router.core.clock import ManualClock
+from router.core.contact import Contact
 from router.service import Runtime
 
 AMS = ZoneInfo("Europe/Amsterdam")

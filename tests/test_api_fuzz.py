@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from router.openapi import document
+from router.http.openapi import document
 from router.service import Runtime, build, start
 from router.settings import Settings
 from tests.faults.helpers import free_port

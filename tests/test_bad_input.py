@@ -22,14 +22,14 @@ import aio_pika
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from adapters.http import ADAPTERS, add_routes
-from adapters.settings import AdapterSettings
-from adapters.wiring import build_context, start_adapters, stop_adapters
-from router.api import create_app
-from router.contact import contact_id
+from adapters.kit.http import ADAPTERS, add_routes
+from adapters.kit.settings import AdapterSettings
+from adapters.kit.wiring import build_context, start_adapters, stop_adapters
+from router.core.contact import contact_id
+from router.core.topology import H_DEAD_REASON
+from router.http.app import create_app
 from router.service import Runtime, build, start
 from router.settings import Settings
-from router.topology import H_DEAD_REASON
 from tests.conftest import drain
 from tests.test_routing_e2e import contact_json, wait_routed
 

@@ -13,8 +13,8 @@ from typing import Any
 import aio_pika
 import pytest
 
-from router.keys import Keys
-from router.scheduler import CLAIM, Scheduler
+from router.redis.keys import Keys
+from router.redis.scheduler import CLAIM, Scheduler
 from tests.conftest import drain
 from tests.harness import ALL_KEY, AMS, OMMEN_KEY, Harness
 
@@ -201,7 +201,7 @@ async def test_breached_callback_escalates_exactly_once_with_two_schedulers(
     await h.event_names()  # forget the events so far
     rt = h.rt
     second = Scheduler(
-        rt.casework.r, Keys(rt.settings.namespace), rt.names, rt.casework, rt.outbound, h.clock
+        rt.casework.store.r, Keys(rt.settings.namespace), rt.names, rt.casework, rt.outbound, h.clock
     )
     assert rt.scheduler is not None
     # Before the warning point nothing fires.
@@ -240,13 +240,13 @@ async def test_timer_survives_a_scheduler_restart_and_a_crash_mid_fire(
     rt.scheduler.stop()
     h.clock.set(datetime(2026, 5, 20, 9, 0, tzinfo=AMS))
     # A scheduler claims both timers and dies before publishing (lease of 200 ms, never completed).
-    claim = rt.casework.r.register_script(CLAIM)
+    claim = rt.casework.store.r.register_script(CLAIM)
     claimed = await claim(
         keys=[keys.timers(), keys.timer_claims(), f"{keys.timer_claims()}:due"],
         args=[int(h.clock.now().timestamp() * 1000), 200, 10],
     )
     assert len(claimed) == 2
-    restarted = Scheduler(rt.casework.r, keys, rt.names, rt.casework, rt.outbound, h.clock)
+    restarted = Scheduler(rt.casework.store.r, keys, rt.names, rt.casework, rt.outbound, h.clock)
     assert await restarted.tick() == 0  # the dead scheduler's claim has not lapsed yet
     await asyncio.sleep(0.3)
     assert await restarted.tick() == 2  # warning and breach, fired by the new scheduler

@@ -12,11 +12,11 @@ from typing import Any
 import aio_pika
 import pytest
 
-from router import amqp_router
-from router.contact import contact_id
+from router.amqp import consumer as amqp_router
+from router.core.contact import contact_id
+from router.core.topology import Names
 from router.service import build, start
 from router.settings import Settings
-from router.topology import Names
 from tests.conftest import drain
 
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from router.contact import Contact, contact_id, field_errors, find_reference
-from router.schema_file import SCHEMA_PATH, render
+from router.cli.schema import SCHEMA_PATH, render
+from router.core.contact import Contact, contact_id, field_errors, find_reference
 
 BASE = {
     "tenant": "ommen",

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from router.api import create_app
+from router.http.app import create_app
 from router.service import Runtime, build, start
 from router.settings import Settings
 from tests.conftest import AMQP_URL, REDIS_URL, ROOT

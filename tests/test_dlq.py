@@ -15,11 +15,11 @@ import aio_pika
 import pytest
 
 from router.cli import main
-from router.contact import contact_id
+from router.core.contact import contact_id
+from router.core.tenants import Tenant
+from router.core.topology import H_DEAD_REASON, H_ORIGINAL_KEY, Names
 from router.service import Runtime, build, declare_topology, start
 from router.settings import Settings
-from router.tenants import Tenant
-from router.topology import H_DEAD_REASON, H_ORIGINAL_KEY, Names
 from tests.conftest import RULES, drain
 from tests.test_routing_e2e import contact_json, publish_raw, wait_routed
 

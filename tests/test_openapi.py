@@ -18,13 +18,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
-from adapters.http import ADAPTERS, add_routes
-from adapters.settings import AdapterSettings
-from adapters.wiring import context_for_runtime
-from router.api import create_app
-from router.clock import ManualClock
-from router.openapi import document
-from router.service import Runtime, build
+from adapters.kit.http import ADAPTERS, add_routes
+from adapters.kit.settings import AdapterSettings
+from router.core.clock import ManualClock
+from router.http.app import create_app
+from router.http.openapi import document
+from router.service import Runtime, build, context_for_runtime
 from router.settings import Settings
 
 KEY = {"X-API-Key": "secret-key", "X-Agent-Id": "agent-1"}
@@ -160,7 +159,7 @@ async def test_one_walk_exercises_every_route(settings: Settings, amqp: Any, red
 
 @pytest.mark.parametrize("path", ["/v1/contacts/x/transfer", "/v1/contacts/x/close"])
 async def test_agent_routes_need_a_key(settings: Settings, path: str) -> None:
-    from router.api import ApiContext
+    from router.http.app import ApiContext
 
     app = create_app(ApiContext(tenants={}, store=None, publisher=None, clock=None, credentials={}))  # type: ignore[arg-type]
     client: TestClient[Any, Any] = TestClient(TestServer(app))

@@ -9,7 +9,7 @@ from typing import Any
 
 import aio_pika
 
-from router.contact import Contact
+from router.core.contact import Contact
 from tests.conftest import drain
 from tests.harness import ALL_KEY, Harness
 

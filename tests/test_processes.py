@@ -11,7 +11,7 @@ from typing import Any
 
 import aio_pika
 
-from router.keys import Keys
+from router.redis.keys import Keys
 from router.settings import Settings
 from tests.conftest import ROOT, drain
 from tests.harness import ALL_KEY, Harness
@@ -68,7 +68,7 @@ async def test_lone_scheduler_process_fires_a_due_callback_and_stops_on_sigterm(
     cbid = (await resp.json())["id"]
     # Make the breach due now (the process runs on the real clock; the test's clock is in May 2026).
     keys = Keys(settings.namespace)
-    client: Any = h.rt.casework.r
+    client: Any = h.rt.casework.store.r
     await client.zadd(keys.timers(), {f"{cbid}|callback|breach": 0})
     await client.zrem(keys.timers(), f"{cbid}|callback|warning")
     proc = await asyncio.create_subprocess_exec(

@@ -13,8 +13,8 @@ import aio_pika
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from router.api import create_app
-from router.contact import contact_id
+from router.core.contact import contact_id
+from router.http.app import create_app
 from router.service import Runtime, build, start
 from router.settings import Settings
 from tests.faults.helpers import TcpProxy, close_named_connection

@@ -16,10 +16,10 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from router.contact import contact_id
+from router.core.contact import contact_id
+from router.core.tenants import Tenant
+from router.core.topology import Names
 from router.settings import Settings
-from router.tenants import Tenant
-from router.topology import Names
 from tests.conftest import ROOT, drain
 
 pytestmark = pytest.mark.slow

@@ -13,10 +13,10 @@ import aio_pika
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from router.api import create_app
+from router.core.topology import H_DEAD_REASON, Names
+from router.http.app import create_app
 from router.service import Runtime, build, start
 from router.settings import Settings
-from router.topology import H_DEAD_REASON, Names
 from tests.conftest import drain
 
 
@@ -74,7 +74,7 @@ async def test_contact_published_to_exchange_lands_in_team_queue_and_is_visible_
     names = runtime.names
     data = contact_json()
     await publish_raw(amqp, names, "ommen.mail", json.dumps(data).encode())
-    from router.contact import contact_id
+    from router.core.contact import contact_id
 
     cid = contact_id("ommen", "test", data["source"]["native_id"])
     fields = await wait_routed(runtime, cid)
@@ -115,7 +115,7 @@ async def test_same_contact_published_twice_is_routed_once(
     body = json.dumps(data).encode()
     await publish_raw(amqp, names, "ommen.mail", body)
     await publish_raw(amqp, names, "ommen.mail", body)
-    from router.contact import contact_id
+    from router.core.contact import contact_id
 
     cid = contact_id("ommen", "test", "dup-1")
     await wait_routed(runtime, cid)
@@ -150,7 +150,7 @@ async def test_malformed_json_and_unknown_tenant_are_dead_lettered_with_reason(
     # The router keeps routing after bad input.
     data = contact_json()
     await publish_raw(amqp, names, "ommen.mail", json.dumps(data).encode())
-    from router.contact import contact_id
+    from router.core.contact import contact_id
 
     await wait_routed(runtime, contact_id("ommen", "test", data["source"]["native_id"]))
 
@@ -158,10 +158,10 @@ async def test_malformed_json_and_unknown_tenant_are_dead_lettered_with_reason(
 async def test_a_team_item_larger_than_an_amqp_frame_arrives_whole(
     runtime: Runtime, amqp: aio_pika.abc.AbstractConnection
 ) -> None:
-    """The router writes a batch's frames itself (router/amqp_router.py AmqpTx): a team item bigger than
+    """The router writes a batch's frames itself (router/amqp/consumer.py AmqpTx): a team item bigger than
     the broker's frame size (128 KB) goes out as several body frames and must arrive byte for byte, in
     the same batch as small ones."""
-    from router.contact import contact_id
+    from router.core.contact import contact_id
 
     names = runtime.names
     # 100,000 characters (the most a body may have), 60,000 of them a 3-byte '€': a ~230 KB team item.

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from router.classify import Classifier, normalise
-from router.contact import Contact
-from router.rules import RulesError, check, load_file
-from router.tenants import Tenant
+from router.core.classify import Classifier, normalise
+from router.core.contact import Contact
+from router.core.rules import RulesError, check, load_file
+from router.core.tenants import Tenant
 from tests.conftest import ROOT, RULES
 
 

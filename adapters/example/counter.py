@@ -5,7 +5,7 @@
      "note": "Pasfoto ontbrak; komt terug.", "visitor_name": "...", "follow_up": true}
 
 This module is the worked example in docs/adapters.md: it imports only the public interface
-(`adapters.base`, `adapters.httpkit`, `adapters.context` and the `Contact` model).
+(`adapters.kit.base`, `adapters.kit.http`, `adapters.kit.context` and the `Contact` model).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
-from adapters.base import ChannelAdapter, Inbound, Rejected
-from adapters.context import AdapterContext
-from adapters.httpkit import (
+from adapters.kit.base import ChannelAdapter, Inbound, Rejected
+from adapters.kit.context import AdapterContext
+from adapters.kit.http import (
     context,
     handler,
     json_object,
@@ -27,7 +27,7 @@ from adapters.httpkit import (
     require_key,
     submit_or_error,
 )
-from router.contact import Contact, Sender, Source, field_errors
+from router.core.contact import Contact, Sender, Source, field_errors
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True)]
 

@@ -14,11 +14,11 @@ from email.utils import format_datetime
 
 import aiosmtplib
 
-from adapters.answers import AnswerBy, answer_by
-from adapters.context import AckSender, AdapterContext
-from adapters.settings import AdapterSettings
+from adapters.kit.answers import AnswerBy, answer_by
+from adapters.kit.context import AckSender, AdapterContext
+from adapters.kit.settings import AdapterSettings
 from router import logs
-from router.contact import Contact
+from router.core.contact import Contact
 
 log = logs.get("adapters.mail.ack")
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from adapters.base import ChannelAdapter, DeadLetter, Inbound
-from adapters.context import AdapterContext
+from adapters.kit.base import ChannelAdapter, DeadLetter, Inbound
+from adapters.kit.context import AdapterContext
+from adapters.kit.settings import MailRoute
 from adapters.mail.ack import is_ack_id, planned_ack_id, schedule_ack
 from adapters.mail.imap import ImapPoller
 from adapters.mail.parse import MalformedMail, ParsedMail, parse_mail
 from adapters.mail.smtp_server import start_smtp_server
-from adapters.settings import MailRoute
-from router.contact import Contact, Source, contact_id, find_reference
+from router.core.contact import Contact, Source, contact_id, find_reference
 
 NAME = "mail"
 
@@ -80,6 +80,15 @@ class MailAdapter(ChannelAdapter):
         if self._poller is None or self._poller.last_error is None:
             return None
         return f"IMAP polling failing ({self._poller.last_error})"
+
+    def readiness_checks(self, ctx: AdapterContext) -> Mapping[str, Callable[[], Awaitable[str | None]]]:
+        if not ctx.settings.imap_host:
+            return {}
+
+        async def imap() -> str | None:
+            return self.imap_problem()
+
+        return {"imap": imap}
 
     async def start(self, ctx: AdapterContext) -> None:
         s = ctx.settings

@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 from aioimaplib import aioimaplib  # type: ignore[import-untyped]
 
-from adapters.base import ChannelAdapter, Inbound, PublishError, submit
-from adapters.context import AdapterContext
+from adapters.kit.base import ChannelAdapter, Inbound, PublishError, submit
+from adapters.kit.context import AdapterContext
 from router import logs
 
 log = logs.get("adapters.mail.imap")

@@ -19,7 +19,7 @@ from email.parser import BytesParser
 import nh3
 from pydantic import ValidationError
 
-from router.contact import Attachment, Sender
+from router.core.contact import Attachment, Sender
 
 MAX_BODY_CHARS = 100_000
 MAX_SUBJECT_CHARS = 998

@@ -14,8 +14,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from adapters.base import ChannelAdapter, Inbound, PublishError, Rejected, submit
-from adapters.context import AdapterContext
+from adapters.kit.base import ChannelAdapter, Inbound, PublishError, Rejected, submit
+from adapters.kit.context import AdapterContext
 from router import logs
 
 log = logs.get("adapters.mail.smtp")

@@ -18,16 +18,16 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.answers import answer_by
-from adapters.base import ChannelAdapter, DeadLetter, Inbound, Rejected
-from adapters.context import AdapterContext
-from adapters.httpkit import context, handler, known_tenant, read_body, submit_or_error
+from adapters.kit.answers import answer_by
+from adapters.kit.base import ChannelAdapter, DeadLetter, Inbound, Rejected
+from adapters.kit.context import AdapterContext
+from adapters.kit.http import context, handler, known_tenant, read_body, submit_or_error
 from adapters.social.meta import PayloadError, SocialMessage, parse, signature_valid
 from adapters.social.privacy import mask_bsn
 from adapters.social.replies import reply_text
 from router import logs
-from router.contact import Contact, Sender, Source, contact_id, reference_for
-from router.jsonbody import BodyError, parse_json
+from router.core.contact import Contact, Sender, Source, contact_id, reference_for
+from router.core.jsonbody import BodyError, parse_json
 
 log = logs.get("adapters.social")
 

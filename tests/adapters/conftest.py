@@ -19,16 +19,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from adapters.context import AdapterContext
-from adapters.http import ADAPTERS, add_routes
+from adapters.kit.context import AdapterContext
+from adapters.kit.http import ADAPTERS, add_routes
+from adapters.kit.publisher import ContactPublisher, PublishError
+from adapters.kit.settings import AdapterSettings
+from adapters.kit.wiring import build_context, start_adapters, stop_adapters
 from adapters.mail.ack import SmtpAckSender
-from adapters.publisher import ContactPublisher, PublishError
-from adapters.ratelimit import RedisRateLimiter
-from adapters.settings import AdapterSettings
-from adapters.wiring import build_context, start_adapters, stop_adapters
-from router.api import create_app
-from router.clock import ManualClock
-from router.contact import Contact
+from router.core.clock import ManualClock
+from router.core.contact import Contact
+from router.http.app import create_app
+from router.redis.ratelimit import RedisRateLimiter
 from router.service import Runtime, build, start
 from router.settings import Settings
 from tests.conftest import drain

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.base import ChannelAdapter, Inbound, PublishError, submit
-from adapters.context import AdapterContext, MemoryDeadLetters
-from adapters.wiring import build_context
-from router.clock import ManualClock
-from router.contact import Contact, Source
-from router.tenants import Tenant
+from adapters.kit.base import ChannelAdapter, Inbound, PublishError, submit
+from adapters.kit.context import AdapterContext, MemoryDeadLetters
+from adapters.kit.wiring import build_context
+from router.core.clock import ManualClock
+from router.core.contact import Contact, Source
+from router.core.tenants import Tenant
 from tests.adapters.conftest import START, RecordingPublisher, adapter_settings
 
 

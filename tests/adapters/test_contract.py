@@ -8,22 +8,22 @@ from typing import Any
 import aio_pika
 import pytest
 
-from adapters.base import Inbound, submit
 from adapters.example import CounterVisitAdapter
+from adapters.kit import testing as contract
+from adapters.kit.base import Inbound, submit
+from adapters.kit.registry import list_adapters
+from adapters.kit.testing import AdapterCase
 from adapters.mail import MailAdapter
-from adapters.phone import PhoneNotesAdapter
-from adapters.publisher import AmqpContactPublisher
-from adapters.registry import list_adapters
+from adapters.phone.adapter import PhoneNotesAdapter
 from adapters.social import SocialAdapter
-from adapters.webform import WebformAdapter
-from router.contact import Contact
+from adapters.webform.adapter import WebformAdapter
+from router.amqp.publisher import AmqpContactPublisher
+from router.core.contact import Contact
+from router.core.tenants import Tenant
+from router.core.topology import H_IDEMPOTENCY, Names
 from router.service import declare_topology
 from router.settings import Settings
-from router.tenants import Tenant
-from router.topology import H_IDEMPOTENCY, Names
-from tests.adapters import contract
 from tests.adapters.conftest import START, WA_PHONE_ID_OMMEN
-from tests.adapters.contract import AdapterCase
 from tests.adapters.mails import RESIDENT, resident_mail
 from tests.conftest import drain
 

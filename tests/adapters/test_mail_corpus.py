@@ -9,16 +9,16 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from adapters.base import Inbound, submit
-from adapters.context import AdapterContext
+from adapters.kit.base import Inbound, submit
+from adapters.kit.context import AdapterContext
+from adapters.kit.wiring import build_context
 from adapters.mail import MailAdapter
-from adapters.publisher import AmqpContactPublisher
-from adapters.wiring import build_context
-from router.clock import ManualClock
+from router.amqp.publisher import AmqpContactPublisher
+from router.core.clock import ManualClock
+from router.core.tenants import Tenant
+from router.core.topology import H_DEAD_REASON, Names
 from router.service import declare_topology
 from router.settings import Settings
-from router.tenants import Tenant
-from router.topology import H_DEAD_REASON, Names
 from tests.adapters.conftest import START, RecordingAcks, adapter_settings
 from tests.conftest import drain
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from adapters.context import AdapterContext, MemoryDeadLetters
+from adapters.kit.context import AdapterContext, MemoryDeadLetters
+from adapters.kit.wiring import build_context
 from adapters.mail import MailAdapter
 from adapters.mail.imap import ImapPoller, literal_of, unseen_uids
-from adapters.wiring import build_context
-from router.clock import ManualClock
-from router.tenants import Tenant
+from router.core.clock import ManualClock
+from router.core.tenants import Tenant
 from tests.adapters.conftest import START, RecordingAcks, RecordingPublisher, adapter_settings
 from tests.adapters.mails import resident_mail
 
@@ -145,7 +145,7 @@ def test_flag_and_literal_parsing() -> None:
 
 
 async def test_readiness_reports_a_failing_imap_poller(tenants: dict[str, Tenant]) -> None:
-    from adapters.wiring import readiness_checks, start_adapters, stop_adapters
+    from adapters.kit.wiring import readiness_checks, start_adapters, stop_adapters
 
     ctx = build_context(
         publisher=RecordingPublisher(),

@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from adapters.base import DeadLetter, Inbound
-from adapters.context import AdapterContext, MemoryDeadLetters
+from adapters.kit.base import DeadLetter, Inbound
+from adapters.kit.context import AdapterContext, MemoryDeadLetters
+from adapters.kit.wiring import build_context
 from adapters.mail import MailAdapter
 from adapters.mail.ack import ack_message_id, build_ack
 from adapters.mail.parse import MalformedMail, html_to_text, parse_mail
-from adapters.wiring import build_context
-from router.clock import ManualClock
-from router.contact import contact_id
-from router.tenants import Tenant
+from router.core.clock import ManualClock
+from router.core.contact import contact_id
+from router.core.tenants import Tenant
 from tests.adapters.conftest import START, RecordingAcks, RecordingPublisher, adapter_settings
 from tests.adapters.mails import RESIDENT, resident_mail
 
@@ -251,7 +251,7 @@ def test_without_message_id_the_bytes_are_the_stable_native_id(ctx: AdapterConte
 def test_acknowledgement_is_plain_dutch_with_reference_and_loop_headers(
     ctx: AdapterContext, tenants: dict[str, Tenant]
 ) -> None:
-    from adapters.answers import answer_by
+    from adapters.kit.answers import answer_by
 
     [contact] = MailAdapter().translate(inbound(resident_mail(message_id="<m1@example.nl>")), ctx)
     ack = build_ack(

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import structlog
 
-from adapters.context import AdapterContext, MemoryDeadLetters
+from adapters.kit.context import AdapterContext, MemoryDeadLetters
+from adapters.kit.wiring import build_context, start_adapters, stop_adapters
 from adapters.mail import MailAdapter
-from adapters.wiring import build_context, start_adapters, stop_adapters
-from router.clock import ManualClock
-from router.contact import contact_id
-from router.tenants import Tenant
+from router.core.clock import ManualClock
+from router.core.contact import contact_id
+from router.core.tenants import Tenant
 from tests.adapters.conftest import (
     ANSWER_DATE_OMMEN_MAIL,
     START,

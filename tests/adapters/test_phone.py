@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from router.contact import contact_id
+from router.core.contact import contact_id
 from tests.adapters.conftest import Stack
 
 URL = "/v1/channels/phone/ommen/notes"

@@ -13,14 +13,15 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from adapters import cli, registry
-from adapters.context import MemoryDeadLetters
-from adapters.dutch import long_date, long_date_time
-from adapters.http import ADAPTERS, add_routes
-from adapters.ratelimit import MemoryRateLimiter
-from adapters.settings import AdapterSettings
-from adapters.wiring import context_for_runtime, stop_adapters
-from router.service import build
+from adapters.kit import registry
+from adapters.kit.context import MemoryDeadLetters
+from adapters.kit.dutch import long_date, long_date_time
+from adapters.kit.http import ADAPTERS, add_routes
+from adapters.kit.ratelimit import MemoryRateLimiter
+from adapters.kit.settings import AdapterSettings
+from adapters.kit.wiring import stop_adapters
+from router.cli import adapters as cli
+from router.service import build, context_for_runtime
 from router.settings import Settings
 from tests.conftest import ROOT
 
@@ -145,8 +146,8 @@ async def test_embedded_runtime_gets_in_memory_helpers_and_routes(settings: Sett
 async def test_a_real_runtime_gets_the_broker_and_redis_helpers(
     settings: Settings, amqp: Any, redis_client: Any
 ) -> None:
-    from adapters.publisher import AmqpContactPublisher
-    from adapters.ratelimit import RedisRateLimiter
+    from router.amqp.publisher import AmqpContactPublisher
+    from router.redis.ratelimit import RedisRateLimiter
 
     runtime = await build(settings, with_router=False, embedded="never")
     ctx = await context_for_runtime(runtime, AdapterSettings(ack_from="ommen:noreply@ommen.nl"))

@@ -11,7 +11,7 @@ import pytest
 
 from adapters.social.meta import parse, signature_valid
 from adapters.social.privacy import elfproef, mask_bsn
-from router.contact import contact_id
+from router.core.contact import contact_id
 from tests.adapters.conftest import APP_SECRET, VERIFY_TOKEN, WA_PHONE_ID_OMMEN, Stack
 
 URL = "/v1/channels/social/ommen/webhook"

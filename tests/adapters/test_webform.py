@@ -7,8 +7,8 @@ from email import message_from_bytes, policy
 
 import structlog
 
-from adapters.ratelimit import RedisRateLimiter
-from router.contact import contact_id
+from router.core.contact import contact_id
+from router.redis.ratelimit import RedisRateLimiter
 from tests.adapters.conftest import ANSWER_DATE_OMMEN_MAIL, Stack
 
 URL = "/v1/channels/webform/ommen"

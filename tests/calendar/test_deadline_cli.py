@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from router.deadline_cli import render_deadline
-from router.workdays import CalendarSpec
+from router.cli.deadline import render_deadline
+from router.core.calendar.workdays import CalendarSpec
 
 MON_FRI = {day: "08:30-17:00" for day in ("mon", "tue", "wed", "thu", "fri")}
 SPEC = CalendarSpec.model_validate(

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
-from router.workdays import HOLIDAY_NAMES, CalendarSpec, TenantCalendar
+from router.core.calendar.workdays import HOLIDAY_NAMES, CalendarSpec, TenantCalendar
 
 MON_FRI = {day: "08:30-17:00" for day in ("mon", "tue", "wed", "thu", "fri")}
 

@@ -6,8 +6,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from router.norms import NormKind, NormSpec, NormTable
-from router.terms import Term, TermUnit, parse_term
+from router.core.calendar.norms import NormKind, NormSpec, NormTable
+from router.core.calendar.terms import Term, TermUnit, parse_term
 
 NORMS_YAML = """
 norms:

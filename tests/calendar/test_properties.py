@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.terms import Term, TermUnit
-from router.workdays import CalendarSpec, TenantCalendar
+from router.core.calendar.terms import Term, TermUnit
+from router.core.calendar.workdays import CalendarSpec, TenantCalendar
 
 AMS = ZoneInfo("Europe/Amsterdam")
 MON_FRI = {day: "08:30-17:00" for day in ("mon", "tue", "wed", "thu", "fri")}

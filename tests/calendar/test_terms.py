@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from router.terms import Term, TermError, TermField, TermUnit, parse_term
+from router.core.calendar.terms import Term, TermError, TermField, TermUnit, parse_term
 
 W, H, D, WK = TermUnit.WORKDAYS, TermUnit.HOURS, TermUnit.DAYS, TermUnit.WEEKS
 

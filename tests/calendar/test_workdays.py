@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from router.terms import parse_term
-from router.workdays import CalendarSpec, TenantCalendar
+from router.core.calendar.terms import parse_term
+from router.core.calendar.workdays import CalendarSpec, TenantCalendar
 
 AMS = ZoneInfo("Europe/Amsterdam")
 MON_FRI = {day: "08:30-17:00" for day in ("mon", "tue", "wed", "thu", "fri")}

@@ -36,12 +36,12 @@ import aio_pika
 import pytest
 import redis.asyncio as aioredis
 
-from router.contact import contact_id
-from router.keys import Keys
+from router.core.contact import contact_id
+from router.core.tenants import Tenant
+from router.core.topology import DEAD, ROUTER_QUEUE, UNROUTABLE, Names
+from router.redis.keys import Keys
 from router.service import declare_topology
 from router.settings import Settings
-from router.tenants import Tenant
-from router.topology import DEAD, ROUTER_QUEUE, UNROUTABLE, Names
 from tests.faults.helpers import (
     PrivateRedis,
     RouterProcess,

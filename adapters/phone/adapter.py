@@ -1,0 +1,126 @@
+"""Phone notes: `POST /v1/channels/phone/{tenant}/notes`, written by contact-centre agents (API key).
+
+The agent records who called about what and how the call ended. The router acts on the outcome
+(`metadata["phone.outcome"]`): answered, transferred to `phone.to_team`, or the colleague could not be
+reached — then a callback request for that team, within the tenant's callback term.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
+
+from adapters.kit.base import ChannelAdapter, Inbound, Rejected
+from adapters.kit.context import AdapterContext
+from adapters.kit.http import (
+    context,
+    handler,
+    json_object,
+    known_tenant,
+    read_body,
+    require_key,
+    submit_or_error,
+)
+from adapters.kit.phones import to_e164
+from router import logs
+from router.core.contact import Contact, Sender, Source, field_errors
+
+log = logs.get("adapters.phone")
+
+NAME = "phone"
+MAX_BODY_BYTES = 64_000
+CallOutcome = Literal["answered", "transferred", "colleague_unavailable"]
+Text = Annotated[str, StringConstraints(strip_whitespace=True)]
+
+
+class PhoneNote(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    topic: Annotated[Text, StringConstraints(min_length=1, max_length=200)]
+    note: Annotated[Text, StringConstraints(min_length=1, max_length=10_000)]
+    outcome: CallOutcome
+    agent: Annotated[Text, StringConstraints(min_length=1, max_length=100)]
+    caller_name: Annotated[Text, StringConstraints(max_length=200)] | None = None
+    phone: str | None = None
+    to_team: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")] | None = None
+    # The telephony system's call id, when there is one: the same note sent twice is one contact.
+    call_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,200}$")] | None = None
+    called_at: AwareDatetime | None = None
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        return to_e164(value) if value else None
+
+
+def _check(note: PhoneNote, teams: list[str]) -> list[dict[str, str]]:
+    problems = []
+    if note.outcome in ("transferred", "colleague_unavailable") and note.to_team is None:
+        problems.append({"field": "to_team", "message": f"required when outcome is {note.outcome}"})
+    if note.to_team is not None and note.to_team not in teams:
+        problems.append({"field": "to_team", "message": f"unknown team; one of {', '.join(teams)}"})
+    if note.outcome == "colleague_unavailable" and note.phone is None:
+        problems.append({"field": "phone", "message": "required to call the resident back"})
+    return problems
+
+
+class PhoneNotesAdapter(ChannelAdapter):
+    name = NAME
+    channel = "phone"
+    summary = "Phone notes by contact-centre agents: POST /v1/channels/phone/{tenant}/notes (API key)."
+
+    def translate(self, inbound: Inbound, ctx: AdapterContext) -> list[Contact]:
+        assert inbound.tenant is not None
+        data: Any = json_object(inbound.payload)
+        try:
+            note = PhoneNote.model_validate(data)
+        except ValidationError as exc:
+            raise Rejected("invalid phone note", field_errors(exc)) from None
+        problems = _check(note, ctx.tenants[inbound.tenant].loaded.rules.team_ids())
+        if problems:
+            raise Rejected("invalid phone note", problems)
+        metadata = {"phone.outcome": note.outcome, "phone.agent": note.agent}
+        if note.to_team:
+            metadata["phone.to_team"] = note.to_team
+        sender = Sender(name=note.caller_name, phone=note.phone) if note.caller_name or note.phone else None
+        return [
+            Contact(
+                tenant=inbound.tenant,
+                channel=self.channel,
+                received_at=note.called_at or inbound.received_at,
+                source=Source(adapter=self.name, native_id=note.call_id or str(uuid.uuid4())),
+                sender=sender,
+                subject=note.topic,
+                body=note.note,
+                metadata=metadata,
+            )
+        ]
+
+    def routes(self) -> Sequence[web.RouteDef]:
+        return [web.post("/v1/channels/phone/{tenant}/notes", self.handle)]
+
+    @handler
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ctx = context(request)
+        tenant = known_tenant(request)
+        cred = require_key(request, tenant)
+        if request.content_type != "application/json":
+            raise Rejected("send application/json", status=415)
+        raw = await read_body(request, MAX_BODY_BYTES)
+        inbound = Inbound(
+            payload=raw, received_at=ctx.clock.now(), tenant=tenant, content_type="application/json"
+        )
+        outcome = await submit_or_error(self, inbound, ctx)
+        if isinstance(outcome, web.Response):
+            return outcome
+        contact = outcome.contacts[0]
+        log.info("phone_note_accepted", contact_id=contact.cid, tenant=tenant, integrator=cred.name)
+        return web.json_response(
+            {"id": contact.cid, "reference": contact.reference, "status": "accepted"},
+            status=202,
+            headers={"Location": f"/v1/contacts/{contact.cid}"},
+        )

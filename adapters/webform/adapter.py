@@ -1,0 +1,205 @@
+"""Web form: `POST /v1/channels/webform/{tenant}`, JSON or application/x-www-form-urlencoded.
+
+Answers 202 with the reference number and the date by which the resident gets an answer, and mails an
+acknowledgement when an address was given. Guards, in order: body size (413), a token bucket per
+client address (429 + Retry-After), a honeypot field (a filled one gets a normal-looking 202 and
+nothing is published: bots learn nothing), then validation (422, one entry per field).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+from adapters.kit.base import ChannelAdapter, Inbound, Rejected
+from adapters.kit.context import AdapterContext
+from adapters.kit.http import context, handler, json_object, known_tenant, read_body, receipt, submit_or_error
+from adapters.kit.phones import to_e164
+from adapters.kit.ratelimit import bucket_key
+from adapters.mail.ack import planned_ack_id, schedule_ack
+from router import logs
+from router.core.contact import Contact, Sender, Source, contact_id, field_errors, reference_for
+
+log = logs.get("adapters.webform")
+
+NAME = "webform"
+# A field a person never sees (hidden with CSS) and a bot fills in.
+HONEYPOT = "website"
+MAX_FIELDS = 30
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True)]
+
+
+class WebformSubmission(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: Annotated[Text, StringConstraints(min_length=1, max_length=10_000)]
+    name: Annotated[Text, StringConstraints(max_length=200)] | None = None
+    email: EmailStr | None = None
+    phone: str | None = None
+    subject: Annotated[Text, StringConstraints(max_length=200)] | None = None
+    # Which form on the website (rules route on it, e.g. melding-openbare-ruimte).
+    form: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")] | None = None
+    # Idempotency: a site that retries a submission sends the same id and gets the same contact.
+    submission_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,100}$")] | None = None
+    website: str | None = Field(default=None, description="honeypot; must stay empty")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_absent(cls, value: Any) -> Any:
+        # An HTML form sends every field, filled or not.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        return to_e164(value) if value is not None else None
+
+
+def decode(raw: bytes, content_type: str) -> dict[str, Any]:
+    if content_type == "application/json":
+        return json_object(raw)
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+        except UnicodeDecodeError as exc:
+            raise Rejected(f"body is not valid UTF-8 (byte {exc.start})", status=400) from exc
+        except ValueError as exc:
+            raise Rejected(f"too many fields (limit {MAX_FIELDS})", status=400) from exc
+        data: dict[str, Any] = {}
+        repeated = []
+        for key, value in pairs:
+            if key in data:
+                repeated.append({"field": key, "message": "given more than once"})
+            data[key] = value
+        if repeated:
+            raise Rejected("invalid submission", repeated)
+        return data
+    raise Rejected("send application/json or application/x-www-form-urlencoded", status=415)
+
+
+def client_address(request: web.Request, trust_forwarded: bool) -> str:
+    if trust_forwarded:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return request.remote or "unknown"
+
+
+class WebformAdapter(ChannelAdapter):
+    name = NAME
+    channel = "webform"
+    summary = "Contact form on the municipality's website: POST /v1/channels/webform/{tenant}."
+
+    def translate(self, inbound: Inbound, ctx: AdapterContext) -> list[Contact]:
+        assert inbound.tenant is not None
+        data = decode(inbound.payload, inbound.content_type)
+        try:
+            form = WebformSubmission.model_validate(data)
+        except ValidationError as exc:
+            raise Rejected("invalid submission", field_errors(exc)) from None
+        if form.website:
+            raise Rejected("invalid submission", [{"field": HONEYPOT, "message": "must be empty"}])
+        native_id = form.submission_id or str(uuid.uuid4())
+        metadata: dict[str, str] = {}
+        if form.form:
+            metadata["form"] = form.form
+        if form.email:
+            ack_id = planned_ack_id(ctx, inbound.tenant, contact_id(inbound.tenant, self.name, native_id))
+            if ack_id:
+                metadata["thread.ack_message_id"] = ack_id
+        sender = None
+        if form.name or form.email or form.phone:
+            sender = Sender(name=form.name, email=form.email, phone=form.phone)
+        return [
+            Contact(
+                tenant=inbound.tenant,
+                channel=self.channel,
+                received_at=inbound.received_at,
+                source=Source(adapter=self.name, native_id=native_id),
+                sender=sender,
+                subject=form.subject,
+                body=form.message,
+                metadata=metadata,
+            )
+        ]
+
+    async def after_publish(self, contacts: list[Contact], inbound: Inbound, ctx: AdapterContext) -> None:
+        for contact in contacts:
+            schedule_ack(ctx, contact, reply_to=None, in_reply_to=None)
+
+    def routes(self) -> Sequence[web.RouteDef]:
+        return [web.post("/v1/channels/webform/{tenant}", self.handle)]
+
+    @handler
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ctx = context(request)
+        tenant = known_tenant(request)
+        raw = await read_body(request, ctx.settings.webform_max_bytes)
+        address = client_address(request, ctx.settings.webform_trust_forwarded)
+        verdict = await ctx.rate_limiter.take(bucket_key(tenant, address))
+        if not verdict.allowed:
+            log.info("webform_rate_limited", tenant=tenant)
+            return web.json_response(
+                {"error": f"too many submissions; try again in {verdict.retry_after} seconds"},
+                status=429,
+                headers={"Retry-After": str(verdict.retry_after)},
+            )
+        inbound = Inbound(
+            payload=raw, received_at=ctx.clock.now(), tenant=tenant, content_type=request.content_type
+        )
+        if self._honeypot_filled(inbound):
+            return self._decoy(ctx, inbound)
+        outcome = await submit_or_error(self, inbound, ctx)
+        if isinstance(outcome, web.Response):
+            return outcome
+        contact = outcome.contacts[0]
+        body = receipt(ctx, contact)
+        body["message"] = thanks(body["reference"], body["expected_answer_text"])
+        return web.json_response(body, status=202)
+
+    def _honeypot_filled(self, inbound: Inbound) -> bool:
+        try:
+            data = decode(inbound.payload, inbound.content_type)
+        except Rejected:
+            return False  # the real pass reports it
+        value = data.get(HONEYPOT)
+        return value is not None and str(value).strip() != ""
+
+    def _decoy(self, ctx: AdapterContext, inbound: Inbound) -> web.Response:
+        """Looks like a real 202; nothing is published and no mail is sent."""
+        assert inbound.tenant is not None
+        log.info("webform_honeypot", tenant=inbound.tenant)
+        fake = Contact(
+            tenant=inbound.tenant,
+            channel=self.channel,
+            received_at=inbound.received_at,
+            source=Source(adapter=self.name, native_id=str(uuid.uuid4())),
+        )
+        body = receipt(ctx, fake)
+        body["reference"] = reference_for(inbound.tenant, fake.cid)
+        body["message"] = thanks(body["reference"], body["expected_answer_text"])
+        return web.json_response(body, status=202)
+
+
+def thanks(reference: str, answer_text: str | None) -> str:
+    """What the website shows the resident, in plain Dutch."""
+    when = (
+        f"U krijgt uiterlijk {answer_text} antwoord."
+        if answer_text
+        else "Wij laten u zo snel mogelijk weten wanneer u antwoord krijgt."
+    )
+    return f"Bedankt voor uw bericht. Uw referentienummer is {reference}. {when}"

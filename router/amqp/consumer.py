@@ -1,0 +1,471 @@
+"""The router's consumer on RabbitMQ: batches from `router.contacts` in AMQP transactions.
+
+Deliberately not a robust (auto-reconnecting) channel: a channel restored by the client library would
+come back without `tx.select`, and a consumer may silently not come back at all. This loop owns
+reconnection instead: on any connection error it drops the batch (the broker requeues every unacked
+delivery), reconnects with back-off, and re-attaches the consumer.
+
+`ready` tells the truth: it is computed from the live connection, channel and consumer tag, not from a
+flag set once at start-up. A consumer the broker cancels while the channel stays open (its queue was
+deleted, a quorum-queue leader moved away) is the classic silent failure: nothing errors, nothing
+arrives. A cancel notification ends the session at once, and a watchdog checks the same facts every
+`watchdog_interval` seconds in case a notification never comes; either way the session is rebuilt
+(topology declared again, consumer re-attached) without a restart of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import ChannelFrame
+from pamqp.body import ContentBody
+from pamqp.header import ContentHeader
+
+from router import logs
+from router.core import topology
+from router.core.pipeline import BatchResult, RoutingCore
+from router.core.ports import Delivery, StoreUnavailable
+from router.core.topology import Names
+
+log = logs.get("router.amqp")
+
+_CONNECTION_ERRORS = (
+    aiormq.exceptions.AMQPError,
+    aio_pika.exceptions.AMQPException,
+    # A RuntimeError, not an AMQPError: publishing on a channel the broker (or the network) just closed.
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+class AmqpTx:
+    """One AMQP transaction per batch, written to the connection in one piece.
+
+    Publishes and acks are collected and marshalled into a single write right before `tx.commit`,
+    instead of aio-pika's publish per message, which waits for its frame to be flushed (an event-loop
+    round trip), sets a timer and takes the channel lock: together about a quarter of the router's CPU
+    per contact. In a transaction nothing needs any of that: the broker takes the frames in order, the
+    commit-ok confirms them all, and a lost connection rolls them all back."""
+
+    def __init__(
+        self,
+        channel: aio_pika.abc.AbstractChannel,
+        underlay: aiormq.abc.AbstractChannel,
+        marker_queue: str,
+        in_doubt: list[tuple[str, BatchResult]],
+    ):
+        self.channel = channel
+        # The concrete aiormq channel under `channel`: the frames go to its connection's write queue.
+        self.underlay = cast(aiormq.Channel, underlay)
+        # Body bytes per frame: fixed for the connection (its negotiated frame_max).
+        self._body_step = self.underlay.max_content_size
+        self.marker_queue = marker_queue
+        self.in_doubt = in_doubt
+        self._frames: list[Any] = []
+
+    async def publish(
+        self, exchange: str, routing_key: str, body: bytes, *, message_id: str, headers: dict[str, Any]
+    ) -> None:
+        self._add_publish(
+            exchange,
+            routing_key,
+            body,
+            aiormq.spec.Basic.Properties(
+                content_type="application/json",
+                delivery_mode=2,  # persistent
+                message_id=message_id,
+                headers=headers,
+                # When it was published: `contact-router dlq list` shows the age of a dead letter from it.
+                timestamp=datetime.now(UTC),
+            ),
+        )
+
+    async def ack(self, delivery: Delivery) -> None:
+        self._frames.append(aiormq.spec.Basic.Ack(delivery_tag=delivery.handle.delivery_tag))
+
+    def _add_publish(
+        self, exchange: str, routing_key: str, body: bytes, properties: aiormq.spec.Basic.Properties
+    ) -> None:
+        # Not mandatory: team queues are covered by the alternate exchange, and events may have no
+        # subscriber.
+        self._frames.append(aiormq.spec.Basic.Publish(exchange=exchange, routing_key=routing_key))
+        self._frames.append(ContentHeader(properties=properties, body_size=len(body)))
+        step = self._body_step
+        self._frames.extend(ContentBody(body[i : i + step]) for i in range(0, len(body), step))
+
+    async def commit(self, result: BatchResult) -> None:
+        # A marker in the same transaction: after a connection loss during the commit, its presence in
+        # the router's marker queue tells whether the commit happened (see AmqpRouter._resolve_in_doubt).
+        batch_id = str(uuid.uuid4())
+        persistent = aiormq.spec.Basic.Properties(delivery_mode=2)
+        self._add_publish("", self.marker_queue, batch_id.encode(), persistent)
+        frames, self._frames = self._frames, []
+        underlay = self.underlay
+        if underlay.is_closed:
+            raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
+        # One write of the whole batch, queued before the commit's own frame, so the broker takes them
+        # in order. The put waits only while aiormq's frame buffer is full; a connection that dies
+        # meanwhile ends the batch through `lost` (AmqpRouter._settle).
+        await underlay.write_queue.put(ChannelFrame.marshall(channel_number=underlay.number, frames=frames))
+        try:
+            await self._commit()
+        except BaseException:
+            # Sent but not heard back: the broker may or may not have committed.
+            self.in_doubt.append((batch_id, result))
+            raise
+
+    async def _commit(self) -> None:
+        await self.channel.transaction().commit(timeout=30)
+
+
+def default_connection_name(names: Names) -> str:
+    """Unique per process and namespace, so an operator (or a test) can find and close exactly this one."""
+    return f"contact-router {names.prefix or '-'} {socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class _Attachment:
+    """The live facts behind `ready`: one connection, one channel, one consumer tag."""
+
+    connection: aio_pika.abc.AbstractConnection
+    channel: aio_pika.abc.AbstractChannel
+    underlay: Any  # aiormq channel: its `consumers` loses the tag when the broker cancels the consumer
+    tag: str
+
+    def problem(self) -> str | None:
+        if self.connection.is_closed:
+            return "connection closed"
+        if self.channel.is_closed:
+            return "channel closed"
+        if self.tag not in self.underlay.consumers:
+            return "consumer cancelled by the broker"
+        return None
+
+
+class AmqpRouter:
+    def __init__(
+        self,
+        url: str,
+        names: Names,
+        core: RoutingCore,
+        declare: Callable[[aio_pika.abc.AbstractChannel], Awaitable[None]],
+        *,
+        batch_size: int = 100,
+        prefetch: int = 300,
+        linger: float = 0.0,
+        connection_name: str | None = None,
+        watchdog_interval: float = 1.0,
+    ):
+        self.url = url
+        self.names = names
+        self.core = core
+        self.declare = declare
+        self.batch_size = batch_size
+        self.prefetch = prefetch
+        self.linger = linger
+        self.connection_name = connection_name or default_connection_name(names)
+        self.watchdog_interval = watchdog_interval
+        self.last_error: str | None = None
+        self.routed = 0
+        # How often a consumer was attached: 1 after start, +1 for every re-attachment.
+        self.attachments = 0
+        self._stop = asyncio.Event()
+        self._attached: _Attachment | None = None
+        # Batches whose commit was sent but not confirmed before the connection went.
+        self._in_doubt: list[tuple[str, BatchResult]] = []
+        self.marker_queue = self.names(f"router.commits.{uuid.uuid4().hex[:12]}")
+
+    @property
+    def consumer_attached(self) -> bool:
+        return self.ready
+
+    @property
+    def ready(self) -> bool:
+        """True only while the connection and channel are open and the broker still has our consumer."""
+        attached = self._attached
+        return attached is not None and attached.problem() is None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            attachments = self.attachments
+            error: Exception | None = None
+            try:
+                await self._session()
+            except Exception as exc:
+                error = exc
+            finally:
+                self._attached = None
+            if self._stop.is_set():
+                break
+            if self.attachments != attachments:
+                # The session got as far as consuming: this is a new outage, start the back-off afresh.
+                backoff = 0.2
+            if isinstance(error, _CONNECTION_ERRORS):
+                self.last_error = f"{type(error).__name__}: {error}"
+                log.warning("amqp_session_lost", error=type(error).__name__, retry_in=round(backoff, 2))
+            elif error is not None:
+                # Never let the consumer die quietly while the process lives on: log it, stay unready,
+                # and rebuild the session. Unacked deliveries return to the queue when it closes.
+                self.last_error = f"unexpected {type(error).__name__}"
+                log.error(
+                    "router_session_failed",
+                    error=type(error).__name__,
+                    retry_in=round(backoff, 2),
+                    exc_info=error,
+                )
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _session(self) -> None:
+        connection = await aio_pika.connect(
+            self.url, client_properties={"connection_name": self.connection_name}
+        )
+        try:
+            channel = await connection.channel(publisher_confirms=False)
+            await self.declare(channel)
+            await channel.set_qos(prefetch_count=self.prefetch)
+            await channel.transaction().select(timeout=10)
+            markers = await channel.declare_queue(
+                self.marker_queue,
+                durable=True,
+                # Only the latest markers matter; the queue disappears an hour after its router is gone.
+                arguments={"x-queue-type": "classic", "x-max-length": 1000, "x-expires": 3_600_000},
+            )
+            await self._resolve_in_doubt(markers)
+            queue = await channel.get_queue(self.names(topology.ROUTER_QUEUE), ensure=False)
+            inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+            lost = asyncio.Event()
+            channel.close_callbacks.add(lambda *_: lost.set())
+            connection.close_callbacks.add(lambda *_: lost.set())
+            underlay: Any = await channel.get_underlay_channel()
+
+            def cancelled(*_: Any) -> None:
+                self.last_error = "consumer cancelled by the broker"
+                log.warning("consumer_cancelled_by_broker", queue=self.names(topology.ROUTER_QUEUE))
+                lost.set()
+
+            underlay.on_consumer_cancel_callbacks.add(cancelled)
+            tag = await queue.consume(inbox.put, no_ack=False)
+            self._attached = _Attachment(connection, channel, underlay, tag)
+            self.attachments += 1
+            self.last_error = None
+            log.info(
+                "consumer_attached",
+                queue=self.names(topology.ROUTER_QUEUE),
+                attachments=self.attachments,
+                connection_name=self.connection_name,
+            )
+            tx = AmqpTx(channel, underlay, self.marker_queue, self._in_doubt)
+            held: list[tuple[float, Delivery]] = []
+            watchdog = asyncio.create_task(self._watchdog(self._attached, lost), name="router-watchdog")
+            try:
+                await self._loop(inbox, lost, tx, held)
+            finally:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
+                self._attached = None
+                if not channel.is_closed and tag in underlay.consumers:
+                    # Stop taking new work; whatever is still unacked goes back to the queue on close.
+                    with contextlib.suppress(*_CONNECTION_ERRORS):
+                        await queue.cancel(tag, timeout=5)
+        finally:
+            if self._stop.is_set() and not self._in_doubt and not connection.is_closed:
+                # A clean stop: nothing left to resolve, so the marker queue can go now.
+                with contextlib.suppress(Exception):
+                    cleanup = await connection.channel()
+                    await cleanup.queue_delete(self.marker_queue)
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    async def _resolve_in_doubt(self, markers: aio_pika.abc.AbstractQueue) -> None:
+        """After a reconnect: a batch whose marker arrived was committed, so the store must learn it
+        (else the contacts stay 'routing' for good); one without was rolled back and its deliveries are
+        back in the queue."""
+        if not self._in_doubt:
+            return
+        committed: set[str] = set()
+        while (msg := await markers.get(no_ack=True, fail=False)) is not None:
+            committed.add(msg.body.decode())
+        for batch_id, result in self._in_doubt:
+            if batch_id not in committed:
+                log.info("in_doubt_batch_rolled_back", size=len(result.routed))
+                continue
+            log.info("in_doubt_batch_committed", size=len(result.routed))
+            await self._record(result)
+        self._in_doubt.clear()
+
+    async def _watchdog(self, attached: _Attachment, lost: asyncio.Event) -> None:
+        """End the session when the facts behind `ready` fail, even if no callback said so."""
+        while not lost.is_set():
+            await asyncio.sleep(self.watchdog_interval)
+            problem = attached.problem()
+            if problem is not None:
+                self.last_error = problem
+                log.warning("watchdog_consumer_lost", problem=problem)
+                lost.set()
+
+    async def _loop(
+        self,
+        inbox: asyncio.Queue[AbstractIncomingMessage],
+        lost: asyncio.Event,
+        tx: AmqpTx,
+        held: list[tuple[float, Delivery]],
+    ) -> None:
+        # Two batches in flight: while batch N's transaction commits on the broker (an fsync on quorum
+        # queues) and the store learns it, batch N+1 is parsed, classified and claimed. Publishing
+        # stays one transaction after the other: N+1 is published only once N's commit is confirmed.
+        outgoing: _Outgoing | None = None
+        try:
+            while not self._stop.is_set():
+                if lost.is_set():
+                    raise ConnectionError(self.last_error or "channel closed")
+                if outgoing is not None and outgoing.task.done():
+                    done, outgoing = outgoing, None
+                    await done.task  # its error, if any, ends the session
+                batch = await self._next_batch(inbox, lost, held)
+                if not batch:
+                    continue
+                result = await self._stage(batch, lost)
+                if result is None:
+                    return
+                held.extend((time.monotonic() + 0.25, d) for d in result.busy)
+                if outgoing is not None:
+                    previous, outgoing = outgoing, None
+                    await self._settle(previous, lost)
+                if lost.is_set():
+                    raise ConnectionError(self.last_error or "channel closed")
+                outgoing = _Outgoing(result)
+                outgoing.task = asyncio.create_task(self._emit(outgoing, tx), name="router-commit")
+        finally:
+            if outgoing is not None:
+                # A batch under way ends committed (and recorded), rolled back, or in doubt: recorded
+                # either way, so its outcome needs no further care here.
+                with contextlib.suppress(Exception):
+                    await self._settle(outgoing, lost)
+
+    async def _settle(self, outgoing: _Outgoing, lost: asyncio.Event) -> None:
+        """Wait for a batch on its way out. A publish or commit on a connection that died can wait
+        long (aiormq's frame buffer is full and nothing drains it): when the connection is lost first,
+        give the batch up: unconfirmed, it is rolled back or in doubt (AmqpTx.commit records that). Once
+        committed it is always waited for, since only the store's record of it is left to do."""
+        if not outgoing.task.done() and not outgoing.committed:
+            lost_waiter = asyncio.create_task(lost.wait())
+            try:
+                await asyncio.wait({outgoing.task, lost_waiter}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                lost_waiter.cancel()
+            if not outgoing.task.done() and not outgoing.committed:
+                outgoing.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *_CONNECTION_ERRORS):
+                    await outgoing.task
+                raise ConnectionError(self.last_error or "connection lost while committing")
+        await outgoing.task
+
+    async def _stage(self, batch: list[Delivery], lost: asyncio.Event) -> BatchResult | None:
+        """The batch staged in the store, waiting for the store while it is down; None when the router
+        stops meanwhile (nothing of the batch was published or acked: it all returns to the queue)."""
+        while True:
+            try:
+                return await self.core.stage(batch)
+            except StoreUnavailable as exc:
+                # Keep the deliveries (unacked, so not counted as redeliveries) and wait for the store.
+                self.last_error = f"store unavailable: {exc}"
+                log.warning("store_unavailable_batch_held", size=len(batch))
+                await asyncio.sleep(0.5)
+                if lost.is_set():
+                    raise ConnectionError("channel closed while the store was down") from exc
+                if self._stop.is_set():
+                    log.info("stopping_with_store_down", requeued=len(batch))
+                    return None
+
+    async def _emit(self, outgoing: _Outgoing, tx: AmqpTx) -> None:
+        result = outgoing.result
+        await self.core.emit(result, tx)
+        outgoing.committed = True
+        await self._record(result)
+
+    async def _record(self, result: BatchResult) -> None:
+        """Tell the store that a batch the broker committed is routed, waiting for the store while it
+        is down: the broker has the messages, and the store must learn it before the next batch goes
+        out."""
+        self.routed += len(result.routed)
+        while True:
+            try:
+                await self.core.after_commit(result)
+                return
+            except StoreUnavailable:
+                log.warning("store_unavailable_after_commit", size=len(result.routed))
+                await asyncio.sleep(0.5)
+
+    async def _next_batch(
+        self,
+        inbox: asyncio.Queue[AbstractIncomingMessage],
+        lost: asyncio.Event,
+        held: list[tuple[float, Delivery]],
+    ) -> list[Delivery]:
+        batch: list[Delivery] = []
+        now = time.monotonic()
+        due = [d for t, d in held if t <= now]
+        held[:] = [(t, d) for t, d in held if t > now]
+        batch.extend(due)
+        if not batch:
+            try:
+                first = await asyncio.wait_for(inbox.get(), timeout=0.2)
+            except TimeoutError:
+                return []
+            batch.append(_delivery(first))
+        deadline = time.monotonic() + self.linger
+        while len(batch) < self.batch_size:
+            try:
+                batch.append(_delivery(inbox.get_nowait()))
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(_delivery(await asyncio.wait_for(inbox.get(), timeout=remaining)))
+            except TimeoutError:
+                break
+        return batch
+
+
+@dataclass
+class _Outgoing:
+    """A staged batch being published and committed, then recorded in the store, in a task of its own."""
+
+    result: BatchResult
+    committed: bool = False
+    task: asyncio.Task[None] = field(init=False)
+
+
+def _delivery(message: AbstractIncomingMessage) -> Delivery:
+    return Delivery(
+        body=message.body,
+        message_id=message.message_id,
+        routing_key=message.routing_key or "",
+        headers=dict(message.headers or {}),
+        redelivered=bool(message.redelivered),
+        handle=message,
+    )

@@ -1,0 +1,208 @@
+"""The routing pipeline for a batch, over the ports (state store, broker transaction), any transport.
+
+For a batch of deliveries taken from `router.contacts` in one broker transaction:
+parse → find threads → decide each contact (router.core.routing) → claim in the store (dedupe) →
+index work lists and timers → publish team items and events, ack → commit the transaction → mark routed.
+
+The team publish and the ack of the input commit atomically in one AMQP transaction, so a router
+that dies at any point before the commit leaves the input in the queue and nothing in a team queue;
+after the commit the input is gone. Redelivery therefore never routes twice, and the store claim
+keeps two copies of one contact (a re-send) from being routed by two routers at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from router import logs
+from router.core import routing, topology
+from router.core.classify import Decision
+from router.core.clock import Clock
+from router.core.contact import Contact
+from router.core.messages import OutMessage
+from router.core.ports import Delivery, Staged, Store, Tx
+from router.core.routing import Routed
+from router.core.tenants import Deadline, Tenant
+from router.core.topology import Names
+
+log = logs.get("router.routing")
+
+
+@dataclass
+class Prepared:
+    delivery: Delivery
+    routed: Routed
+
+    @property
+    def contact(self) -> Contact:
+        return self.routed.contact
+
+    @property
+    def decision(self) -> Decision:
+        return self.routed.decision
+
+    @property
+    def deadlines(self) -> list[Deadline]:
+        return self.routed.deadlines
+
+    @property
+    def staged(self) -> Staged:
+        return self.routed.staged
+
+    @property
+    def messages(self) -> list[OutMessage]:
+        return self.routed.messages
+
+    @property
+    def summary(self) -> str:
+        return self.routed.summary
+
+
+@dataclass
+class Dead:
+    delivery: Delivery
+    reason: str
+
+
+@dataclass
+class BatchResult:
+    routed: list[Prepared] = field(default_factory=list)
+    duplicates: list[Prepared] = field(default_factory=list)
+    dead: list[Dead] = field(default_factory=list)
+    # Deliveries whose contact another delivery is routing right now; retry them later, unacked.
+    busy: list[Delivery] = field(default_factory=list)
+
+
+class RoutingCore:
+    def __init__(
+        self, tenants: Mapping[str, Tenant], store: Store, names: Names, clock: Clock, lease_ms: int
+    ):
+        self.tenants = tenants
+        self.store = store
+        self.names = names
+        self.clock = clock
+        self.lease_ms = lease_ms
+
+    def parse(self, delivery: Delivery) -> tuple[Contact, Tenant] | Dead:
+        parsed = routing.parse(delivery, self.tenants)
+        return Dead(delivery, parsed) if isinstance(parsed, str) else parsed
+
+    def prepare(
+        self, delivery: Delivery, contact: Contact, tenant: Tenant, join: dict[str, str] | None = None
+    ) -> Prepared:
+        """Decide everything about one contact: team, deadlines, state, and what to publish."""
+        now, token = self.clock.now(), routing.claim_token(delivery)
+        if join is not None:
+            return Prepared(delivery, routing.follow_up(contact, self.names, now, token, join))
+        return Prepared(delivery, routing.route(contact, tenant, self.names, now, token))
+
+    async def handle(self, deliveries: list[Delivery], tx: Tx) -> BatchResult:
+        """Process one batch inside `tx`. Raises StoreUnavailable before anything was published."""
+        result = await self.stage(deliveries)
+        await self.emit(result, tx)
+        return result
+
+    async def stage(self, deliveries: list[Delivery]) -> BatchResult:
+        """Everything before the broker: parse, classify, claim and index in the store. Publishes
+        nothing, so a batch can be staged while the previous one's transaction is still committing.
+        Raises StoreUnavailable; what was claimed then is claimed under the deliveries' own tokens, so
+        their next attempt (or redelivery) takes it over."""
+        result = BatchResult()
+        parsed: list[tuple[Delivery, Contact, Tenant]] = []
+        for d in deliveries:
+            item = self.parse(d)
+            if isinstance(item, Dead):
+                result.dead.append(item)
+            else:
+                parsed.append((d, *item))
+        joins = await self._joins([c for _, c, _ in parsed])
+        prepared = self._prepare_all(parsed, joins, result)
+        unique = self._first_copies(prepared, result)
+        claims = await self.store.claim_and_stage([p.staged for p in unique], self.lease_ms)
+        for p, (status, _info) in zip(unique, claims, strict=True):
+            if status == "ok":
+                result.routed.append(p)
+            elif status == "dup":
+                result.duplicates.append(p)
+            else:
+                result.busy.append(p.delivery)
+        await self.store.index([p.staged for p in result.routed])
+        return result
+
+    async def _joins(self, contacts: list[Contact]) -> dict[int, dict[str, str]]:
+        """Replies: a quoted reference number or a known Message-ID joins the existing contact."""
+        hinted = [(i, c) for i, c in enumerate(contacts) if routing.thread_hints(c) != ([], [])]
+        found = await self.store.find_threads([(c.tenant, *routing.thread_hints(c)) for _, c in hinted])
+        return {i: info for (i, c), info in zip(hinted, found, strict=True) if info and info["id"] != c.cid}
+
+    def _prepare_all(
+        self,
+        parsed: list[tuple[Delivery, Contact, Tenant]],
+        joins: dict[int, dict[str, str]],
+        result: BatchResult,
+    ) -> list[Prepared]:
+        prepared: list[Prepared] = []
+        for i, (d, contact, tenant) in enumerate(parsed):
+            try:
+                prepared.append(self.prepare(d, contact, tenant, joins.get(i)))
+            except Exception as exc:  # a bug must not stall the queue: dead-letter with the reason
+                log.exception("prepare_failed", message_id=d.message_id, contact_id=contact.cid)
+                result.dead.append(Dead(d, f"internal error while preparing: {type(exc).__name__}"))
+        return prepared
+
+    @staticmethod
+    def _first_copies(prepared: list[Prepared], result: BatchResult) -> list[Prepared]:
+        """Two copies of one contact in one batch: keep the first, let the store decide the rest later."""
+        seen: set[str] = set()
+        unique: list[Prepared] = []
+        for p in prepared:
+            if p.staged.cid in seen:
+                result.busy.append(p.delivery)
+            else:
+                seen.add(p.staged.cid)
+                unique.append(p)
+        return unique
+
+    async def emit(self, result: BatchResult, tx: Tx) -> None:
+        """Publish and ack a staged batch in `tx`, and commit it."""
+        for p in result.routed:
+            for m in p.messages:
+                await tx.publish(
+                    m.exchange, m.routing_key, m.body.encode(), message_id=m.message_id, headers=m.headers
+                )
+            await tx.ack(p.delivery)
+        for p in result.duplicates:
+            await tx.ack(p.delivery)
+        for dead in result.dead:
+            headers = {
+                topology.H_DEAD_REASON: dead.reason[:1000],
+                topology.H_ORIGINAL_KEY: dead.delivery.routing_key,
+            }
+            await tx.publish(
+                self.names(topology.DEAD),
+                dead.delivery.routing_key,
+                dead.delivery.body,
+                message_id=dead.delivery.message_id or str(uuid.uuid4()),
+                headers=headers,
+            )
+            await tx.ack(dead.delivery)
+        await tx.commit(result)
+
+    async def after_commit(self, result: BatchResult) -> None:
+        await self.store.commit([p.staged for p in result.routed])
+        for p in result.routed:
+            log.info(
+                "contact_" + p.summary,
+                contact_id=p.staged.cid,
+                tenant=p.staged.tenant,
+                team=p.staged.team,
+                rule=p.decision.rule,
+            )
+        for p in result.duplicates:
+            log.info("duplicate_dropped", contact_id=p.staged.cid, tenant=p.staged.tenant)
+        for dead in result.dead:
+            log.warning(
+                "contact_dead_lettered", message_id=dead.delivery.message_id, reason=dead.reason[:200]
+            )

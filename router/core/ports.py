@@ -1,0 +1,175 @@
+"""The ports: what the core needs from the world, as Protocols, and the plain data that crosses them.
+
+Implementations live beside the core, each the only place that touches its client library:
+`router.redis` (state store, case store), `router.amqp` (transactions, confirmed publishing),
+`router.embedded` (in-process broker; the store is the Redis code on an in-memory Redis).
+The same behaviour tests run against the embedded and the real implementations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from router.core.casework import CaseState, Change
+from router.core.clock import Clock
+from router.core.messages import OutMessage
+
+__all__ = [
+    "CaseStore",
+    "ClaimStatus",
+    "Clock",
+    "ContactRecord",
+    "Delivery",
+    "Join",
+    "OutMessage",
+    "Outbound",
+    "Staged",
+    "Store",
+    "StoreUnavailable",
+    "Tx",
+]
+
+ClaimStatus = Literal["ok", "dup", "busy"]
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached; the caller keeps its work and retries."""
+
+
+@dataclass
+class Delivery:
+    """A message taken from `router.contacts`, as the core needs it."""
+
+    body: bytes
+    message_id: str | None
+    routing_key: str
+    headers: Mapping[str, Any]
+    redelivered: bool
+    handle: Any = None  # the transport's own message object
+
+
+@dataclass
+class Join:
+    """A follow-up (a reply) that joins an existing contact instead of opening a new one."""
+
+    target: str
+    tenant: str
+    team: str
+    event: str  # history event for the target
+    score_ms: int
+
+
+@dataclass
+class Staged:
+    """One contact about to be routed, as the store sees it."""
+
+    cid: str
+    tenant: str
+    team: str
+    # Claim token: the delivery's message id. A redelivery of the same message may take over its own claim.
+    token: str
+    fields: dict[str, str]
+    history: list[str]
+    reference: str
+    # Score in the team's work list; None: not listed (closed at once, or merged into another contact).
+    team_score_ms: int | None
+    timers: list[tuple[str, int]] = field(default_factory=list)
+    # Callback requests created with the contact (phone notes), by number: written with the claim.
+    callbacks: dict[int, dict[str, str]] = field(default_factory=dict)
+    # Further work-list entries: (team, member, score).
+    listed: list[tuple[str, str, int]] = field(default_factory=list)
+    # Mail Message-IDs that must thread to `thread_target` (default: this contact).
+    thread_ids: list[str] = field(default_factory=list)
+    thread_target: str | None = None
+    final_status: str = "routed"
+    join: Join | None = None
+
+
+@dataclass
+class ContactRecord:
+    fields: dict[str, str]
+    history: list[dict[str, Any]]
+
+
+class Store(Protocol):
+    """The routing state: claims (dedupe), contact records, team work lists, timers, threads."""
+
+    async def ping(self) -> None: ...
+
+    async def claim_and_stage(self, items: list[Staged], lease_ms: int) -> list[tuple[ClaimStatus, str]]:
+        """Per item: 'ok' (claimed, fields written), 'dup' (already routed; info = team) or
+        'busy' (another delivery holds a live claim; info = its token)."""
+        ...
+
+    async def index(self, items: list[Staged]) -> None:
+        """Team item lists, timers and reference look-up; idempotent."""
+        ...
+
+    async def commit(self, items: list[Staged]) -> None:
+        """Mark routed once the broker has taken the team message; idempotent."""
+        ...
+
+    async def get(self, cid: str) -> ContactRecord | None: ...
+
+    async def find_threads(
+        self, queries: list[tuple[str, list[str], list[str]]]
+    ) -> list[dict[str, str] | None]:
+        """Per (tenant, references, message ids): the existing contact they point to (its fields), if any."""
+        ...
+
+    async def resolve_reference(self, reference: str) -> str | None: ...
+
+    async def close(self) -> None: ...
+
+
+class Tx(Protocol):
+    """One broker transaction: publishes and acks take effect together at commit."""
+
+    async def publish(
+        self, exchange: str, routing_key: str, body: bytes, *, message_id: str, headers: dict[str, Any]
+    ) -> None: ...
+
+    async def ack(self, delivery: Delivery) -> None: ...
+
+    async def commit(self, result: Any) -> None:
+        """Commit; `result` (the batch) lets the transport finish it later if the outcome is not heard."""
+        ...
+
+
+class Outbound(Protocol):
+    """Confirmed publishing outside a routing transaction (case work, scheduler)."""
+
+    async def publish(self, msg: OutMessage) -> None:
+        """Returns once the broker confirmed the message; raises otherwise."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class CaseStore(Protocol):
+    """The contacts as case work sees them: load, apply a change atomically, the outbox, work lists."""
+
+    async def load(self, cid: str) -> CaseState | None: ...
+
+    async def history(self, cid: str) -> list[dict[str, Any]]: ...
+
+    async def commit(self, state: CaseState, change: Change) -> bool:
+        """Apply `change` if the contact is still at `state.version` (and put its messages in the
+        contact's outbox in the same step); False when it changed meanwhile."""
+        ...
+
+    async def outbox(self, cid: str) -> list[tuple[bytes, OutMessage]]:
+        """The contact's unpublished messages, oldest first, each with its stored form."""
+        ...
+
+    async def outbox_sent(self, cid: str, raw: bytes) -> None:
+        """One outbox entry was confirmed by the broker: remove it."""
+        ...
+
+    async def team_items(
+        self, tenant: str, team: str, *, offset: int, limit: int
+    ) -> list[tuple[str, float, dict[str, str]]]:
+        """A team's work list in order: (member, score, fields of the contact or callback request)."""
+        ...

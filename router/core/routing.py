@@ -1,0 +1,366 @@
+"""The routing decision for one contact: which team, which deadlines, what to store, what to publish.
+
+    route(contact, tenant, names, now, token)
+      1. classify            the tenant's rules pick team, category and rule (router.core.classify)
+      2. deadlines           the service norms for channel and category, in the tenant's workdays
+      3. the routed state    the contact as the store will hold it once routed
+      4. phone outcome       what the agent already did on the line, carried out by the same case-work
+                             decisions as the agent API (close, transfer, callback request)
+      5. staged + messages   the store's record, work lists and timers; the team work item and events
+
+A reply to an earlier contact (a quoted reference or a known Message-ID) joins it instead: `follow_up`.
+Pure: no store, no broker; `router.core.pipeline` runs it for a batch inside a broker transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from router.core import casework, topology
+from router.core.casework import NO_DEADLINE_SCORE, CaseError, CaseState, Change, Desk
+from router.core.classify import Decision
+from router.core.clock import epoch_ms
+from router.core.contact import Contact, Hop, find_reference, summarise_errors
+from router.core.messages import OutMessage, dumps, event_message, team_item
+from router.core.ports import Delivery, Join, Staged
+from router.core.tenants import Deadline, Tenant
+from router.core.topology import Names
+
+MAX_BODY_BYTES = 1_000_000
+
+
+@dataclass
+class Routed:
+    """Everything decided about one contact."""
+
+    contact: Contact
+    decision: Decision
+    deadlines: list[Deadline]
+    staged: Staged
+    # What the broker transaction publishes for this contact (team work item and events).
+    messages: list[OutMessage]
+    summary: str = "routed"
+
+
+def parse(delivery: Delivery, tenants: Mapping[str, Tenant]) -> tuple[Contact, Tenant] | str:
+    """The contact and its tenant, or the reason it cannot be routed (names fields, never values)."""
+    if len(delivery.body) > MAX_BODY_BYTES:
+        return f"body too large: {len(delivery.body)} bytes (limit {MAX_BODY_BYTES})"
+    try:
+        contact = Contact.model_validate_json(delivery.body)
+    except ValidationError as exc:
+        kinds = {e["type"] for e in exc.errors()}
+        if kinds & {"json_invalid", "json_type"}:
+            return f"malformed JSON: {exc.errors()[0]['msg']}"
+        return f"invalid contact: {summarise_errors(exc)}"
+    tenant = tenants.get(contact.tenant)
+    if tenant is None:
+        return f"unknown tenant '{contact.tenant}'"
+    return contact, tenant
+
+
+def claim_token(delivery: Delivery) -> str:
+    """Who holds a contact's claim: the AMQP message id, the same on every redelivery of one message.
+    Without one, a digest of the message, so that a redelivery still recognises its own claim."""
+    if delivery.message_id:
+        return delivery.message_id
+    digest = hashlib.sha256(delivery.routing_key.encode() + b"\x00" + delivery.body).hexdigest()
+    return f"anon-{digest[:32]}"
+
+
+def own_thread_ids(contact: Contact) -> list[str]:
+    """Message-IDs by which later mail refers to this contact: its own and its acknowledgement's."""
+    return [v for k in ("thread.message_id", "thread.ack_message_id") if (v := contact.metadata.get(k))]
+
+
+def thread_hints(contact: Contact) -> tuple[list[str], list[str]]:
+    """(reference numbers, Message-IDs) by which a contact may be a reply to an earlier one."""
+    refs = []
+    if (
+        contact.subject
+        and (ref := find_reference(contact.subject))
+        and ref.startswith(contact.tenant[:3].upper())
+    ):
+        refs.append(ref)
+    ids = contact.metadata.get("thread.in_reply_to", "").split()
+    return refs, ids[:20]
+
+
+# -- a new contact --------------------------------------------------------------------------------
+
+
+def route(contact: Contact, tenant: Tenant, names: Names, now: datetime, token: str) -> Routed:
+    decision = tenant.classifier.classify(contact)
+    deadlines = tenant.deadlines_for(contact.channel, decision.category, contact.received_at)
+    hops = [*contact.hops, Hop(kind="routed", team=decision.team, at=now, note=None)]
+    contact = contact.model_copy(update={"category": decision.category, "hops": hops})
+    # Once per contact; the event, the state and the team item each carry the same list.
+    deadline_dicts = [d.as_dict() for d in deadlines]
+    state = routed_state(contact, decision, deadline_dicts, now)
+    desk = Desk(tenant, names, now)
+    change, summary = phone_outcome(state, desk)
+    routed = CaseState(state.cid, {**state.fields, **change.fields}) if change.fields else state
+    if "contact" in change.fields:
+        contact = routed.contact()
+    events = [
+        *first_events(desk, state, decision, deadline_dicts),
+        *(m for m in change.outbox if m.exchange != names(topology.TEAMS)),
+    ]
+    staged = stage(routed, change, decision, deadlines, contact, token)
+    messages = events
+    if staged.final_status != "closed":
+        messages = [routed_item(desk, routed, change, decision, deadline_dicts, contact), *events]
+    return Routed(contact, decision, deadlines, staged, messages, summary)
+
+
+def routed_state(
+    contact: Contact, decision: Decision, deadlines: list[dict[str, str]], now: datetime
+) -> CaseState:
+    """The contact as it stands once routed, before anything happened to it."""
+    fields = {
+        "contact": contact.model_dump_json(),
+        "tenant": contact.tenant,
+        "channel": contact.channel,
+        "team": decision.team,
+        "category": decision.category or "",
+        "rule": decision.rule,
+        "status": "routed",
+        "transfers": "0",
+        "version": "1",
+        "received_at": contact.received_at.isoformat(),
+        "routed_at": now.isoformat(),
+        "deadlines": dumps(deadlines),
+        "callbacks": "0",
+    }
+    return CaseState(contact.cid, fields)
+
+
+def phone_outcome(state: CaseState, desk: Desk) -> tuple[Change, str]:
+    """A phone note says what already happened on the line; carry it out as case work would."""
+    change = Change()
+    if state.channel != "phone":
+        return change, "routed"
+    contact = state.contact()
+    meta = contact.metadata
+    outcome, agent, to_team = meta.get("phone.outcome"), meta.get("phone.agent"), meta.get("phone.to_team")
+    if to_team is not None and to_team not in desk.team_ids():
+        change.history.append(
+            {"event": "phone.to_team_unknown", "at": desk.now.isoformat(), "to_team": to_team}
+        )
+        to_team = None
+    note = meta.get("phone.note")
+    if outcome == "answered":
+        closed, _ = casework.close(state, desk, resolution="answered on the phone", agent=agent)
+        return change.merge(closed), "answered"
+    if outcome == "transferred" and to_team and to_team != state.team:
+        moved, result = casework.transfer(state, desk, to_team=to_team, note=note, agent=agent)
+        return change.merge(moved), "callback_requested" if isinstance(result, CaseError) else "transferred"
+    if outcome == "colleague_unavailable":
+        try:
+            asked, _ = casework.request_callback(
+                state,
+                desk,
+                team=to_team or state.team,
+                reason=note or contact.subject or "terugbelverzoek",
+                phone=None,
+                preferred_time=meta.get("phone.preferred_time"),
+                agent=agent,
+                origin="phone_note",
+            )
+        except CaseError:  # the tenant has no callback norm: the note is routed as it is
+            return change, "routed"
+        return change.merge(asked), "callback_requested"
+    return change, "routed"
+
+
+def first_events(
+    desk: Desk, state: CaseState, decision: Decision, deadlines: list[dict[str, str]]
+) -> list[OutMessage]:
+    exchange = desk.names(topology.EVENTS)
+    common = {"tenant": state.tenant, "contact_id": state.cid, "channel": state.channel}
+    return [
+        event_message(
+            exchange, "contact.received", desk.now, received_at=state.fields["received_at"], **common
+        ),
+        event_message(
+            exchange,
+            "contact.routed",
+            desk.now,
+            team=decision.team,
+            rule=decision.rule,
+            category=decision.category,
+            deadlines=deadlines,
+            **common,
+        ),
+    ]
+
+
+def stage(
+    routed: CaseState,
+    change: Change,
+    decision: Decision,
+    deadlines: list[Deadline],
+    contact: Contact,
+    token: str,
+) -> Staged:
+    """The store's record of a routed contact: fields, history, work lists, timers, callbacks."""
+    final_status = routed.status
+    history: list[dict[str, Any]] = [
+        {
+            "event": "contact.routed",
+            "at": routed.fields["routed_at"],
+            "team": decision.team,
+            "rule": decision.rule,
+            "rule_at": decision.where,
+            "reasons": list(decision.reasons),
+        },
+        *change.history,
+    ]
+    timers = [] if final_status == "closed" else deadline_timers(contact, deadlines)
+    timers += list(change.timers_add.items())
+    respond = [d for d in deadlines if d.kind == "respond"]
+    score = epoch_ms(min(d.due for d in respond)) if respond else NO_DEADLINE_SCORE
+    return Staged(
+        cid=routed.cid,
+        tenant=routed.tenant,
+        team=routed.team,
+        token=token,
+        # The status becomes final when the broker has the team item (Store.commit).
+        fields={**routed.fields, "status": "routing"},
+        history=[dumps(h) for h in history],
+        reference=contact.reference,
+        team_score_ms=None if final_status == "closed" else score,
+        timers=timers,
+        callbacks=change.callbacks,
+        listed=[entry for entry in change.listed_add if entry[1] != routed.cid],
+        thread_ids=own_thread_ids(contact),
+        final_status=final_status,
+    )
+
+
+def deadline_timers(contact: Contact, deadlines: list[Deadline]) -> list[tuple[str, int]]:
+    """A warning and a breach timer per deadline; none for "immediately", nor for an acknowledgement
+    the adapter already sent (it says when, in the metadata)."""
+    acknowledged = "acknowledged_at" in contact.metadata
+    return [
+        (member, epoch_ms(at))
+        for d in deadlines
+        if str(d.term) != "immediately" and not (d.kind == "acknowledge" and acknowledged)
+        for member, at in (
+            (f"{contact.cid}|{d.kind}|warning", d.warning_at),
+            (f"{contact.cid}|{d.kind}|breach", d.due),
+        )
+    ]
+
+
+def routed_item(
+    desk: Desk,
+    routed: CaseState,
+    change: Change,
+    decision: Decision,
+    deadlines: list[dict[str, str]],
+    contact: Contact,
+) -> OutMessage:
+    """The team work item: the contact, and why it went where it went (one item, whatever happened on
+    the line; a callback request created with it travels in the same item)."""
+    routing = {
+        "team": routed.team,
+        "category": decision.category,
+        "rule": decision.rule,
+        "rule_at": decision.where,
+        "reasons": list(decision.reasons),
+        "deadlines": deadlines,
+        "transfers": routed.transfers,
+        "transfer_limit": desk.transfer_limit,
+    }
+    # The same dict as model_dump(mode="json"), from the stored JSON: C instead of a second dump.
+    envelope: dict[str, Any] = {"contact": orjson.loads(routed.fields["contact"]), "routing": routing}
+    if change.callbacks:
+        first = change.callbacks[min(change.callbacks)]
+        envelope["callback_request"] = {k: v for k, v in first.items() if k != "tenant"}
+    return _team_item(desk.names, routed.tenant, routed.team, envelope, contact, decision.rule)
+
+
+def _team_item(
+    names: Names, tenant: str, team: str, envelope: dict[str, Any], contact: Contact, rule: str
+) -> OutMessage:
+    headers = {
+        topology.H_CONTACT_ID: contact.cid,
+        topology.H_IDEMPOTENCY: contact.idempotency_key,
+        topology.H_RULE: rule,
+    }
+    # The contact id as message id: a back-office consumer can dedupe on it.
+    return team_item(names, tenant, team, envelope, contact.cid, headers)
+
+
+# -- a reply to an earlier contact ----------------------------------------------------------------
+
+
+def follow_up(contact: Contact, names: Names, now: datetime, token: str, join: dict[str, str]) -> Routed:
+    """A reply joins the contact it answers: the target's team gets it, the target's history notes it."""
+    target, team = join["id"], join["team"]
+    decision = Decision(
+        team=team,
+        category=None,
+        rule="follow-up",
+        rule_line=0,
+        file="(thread)",
+        reasons=(f"reply to contact {target}",),
+    )
+    event = {
+        "event": "contact.reply",
+        "at": now.isoformat(),
+        "reply_id": contact.cid,
+        "channel": contact.channel,
+        "received_at": contact.received_at.isoformat(),
+    }
+    contact_json = contact.model_dump_json()
+    fields = {
+        "contact": contact_json,
+        "tenant": contact.tenant,
+        "channel": contact.channel,
+        "team": team,
+        "category": "",
+        "rule": "follow-up",
+        "status": "routing",
+        "transfers": "0",
+        "version": "1",
+        "received_at": contact.received_at.isoformat(),
+        "routed_at": now.isoformat(),
+        "deadlines": "[]",
+        "callbacks": "0",
+        "merged_into": target,
+    }
+    staged = Staged(
+        cid=contact.cid,
+        tenant=contact.tenant,
+        team=team,
+        token=token,
+        fields=fields,
+        history=[dumps({"event": "contact.merged", "at": now.isoformat(), "into": target})],
+        reference=contact.reference,
+        team_score_ms=None,
+        thread_ids=own_thread_ids(contact),
+        thread_target=target,
+        final_status="merged",
+        join=Join(target, contact.tenant, team, dumps(event), NO_DEADLINE_SCORE),
+    )
+    envelope = {
+        "contact": orjson.loads(contact_json),
+        "routing": {"team": team, "follow_up_of": target, "rule": "follow-up"},
+    }
+    common = {"tenant": contact.tenant, "contact_id": target, "channel": contact.channel}
+    messages = [
+        _team_item(names, contact.tenant, team, envelope, contact, "follow-up"),
+        event_message(
+            names(topology.EVENTS), "contact.reply", now, reply_id=contact.cid, team=team, **common
+        ),
+    ]
+    return Routed(contact, decision, [], staged, messages, "joined")

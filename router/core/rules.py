@@ -1,0 +1,262 @@
+"""Per-municipality rules files (rules/<tenant>.yaml): schema, loading and `file:line` errors.
+
+A rules file holds the tenant's teams, routing rules, transfer limit, calendar and service norms.
+Files are validated at start-up; a bad file is refused with the file, the line and the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from router.core.calendar.norms import NormTable
+from router.core.calendar.terms import Term
+from router.core.calendar.workdays import CalendarSpec
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+OneOrMany = Annotated[list[str], Field(min_length=1)]
+
+
+_WEEKDAYS = {day: "08:30-17:00" for day in ("mon", "tue", "wed", "thu", "fri")}
+
+
+def _listify(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Team(_Model):
+    id: Identifier
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    description: str | None = None
+
+
+class ContactDetails(_Model):
+    """How residents reach the municipality; used in texts that point them to the right channel."""
+
+    phone: Annotated[str, StringConstraints(min_length=3, max_length=40)] | None = None
+    form_url: Annotated[str, StringConstraints(pattern=r"^https://\S+$", max_length=500)] | None = None
+
+
+class Conditions(_Model):
+    """All given conditions must hold; within one condition any listed value is enough."""
+
+    channel: OneOrMany | None = None
+    category: OneOrMany | None = None
+    # Whole words or phrases in subject or body, case- and accent-insensitive.
+    keywords: OneOrMany | None = None
+    sender_domain: OneOrMany | None = None
+    metadata: dict[str, str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_values(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {
+                k: _listify(v) if k in ("channel", "category", "keywords", "sender_domain") else v
+                for k, v in data.items()
+            }
+        return data
+
+
+class Route(_Model):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    team: Identifier
+    # The category a matching contact gets when it came without one.
+    category: Identifier | None = None
+    when: Conditions
+
+
+class TenantRules(_Model):
+    tenant: Identifier
+    name: Annotated[str, StringConstraints(min_length=1)]
+    teams: Annotated[list[Team], Field(min_length=1)]
+    default_team: Identifier
+    # Where a contact goes when it may not be transferred further ("wrong desk" past the limit).
+    coordinating_team: Identifier
+    transfer_limit: int = Field(ge=0, le=10)
+    contact_details: ContactDetails = ContactDetails()
+    routes: list[Route] = []
+    # Without a calendar: Mon–Fri 08:30–17:00 and the gemeente holidays.
+    calendar: CalendarSpec = Field(
+        default_factory=lambda: CalendarSpec.model_validate({"office_hours": _WEEKDAYS})
+    )
+    norms: NormTable = NormTable(())
+
+    @model_validator(mode="after")
+    def _teams_exist(self) -> TenantRules:
+        ids = [t.id for t in self.teams]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"team ids must be unique; duplicated: {', '.join(dupes)}")
+        known = set(ids)
+        for field in ("default_team", "coordinating_team"):
+            if getattr(self, field) not in known:
+                raise ValueError(
+                    f"{field} '{getattr(self, field)}' is not one of the teams ({', '.join(ids)})"
+                )
+        return self
+
+    def team_ids(self) -> list[str]:
+        return [t.id for t in self.teams]
+
+    def callback_term(self) -> Term | None:
+        return self.norms.term_for(None, None, "callback")
+
+
+@dataclass(frozen=True)
+class RulesProblem:
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+class RulesError(Exception):
+    def __init__(self, problems: list[RulesProblem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class LoadedRules:
+    rules: TenantRules
+    file: str
+    # Line of each route's mapping in the file, by index, for `rules explain`.
+    route_lines: tuple[int, ...]
+    default_line: int = 1
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """Map each data path in a YAML document to its 1-based line."""
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            for sub, line in _line_index(value_node, (*path, key)).items():
+                if sub != (*path, key):
+                    lines[sub] = line
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_line_index(item, (*path, i)))
+    return lines
+
+
+def _nearest_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int:
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in lines:
+            return lines[loc[:cut]]
+    return 1
+
+
+def _route_semantics(rules: TenantRules, lines: dict[tuple[Any, ...], int], file: str) -> list[RulesProblem]:
+    problems = []
+    known = set(rules.team_ids())
+    for i, route in enumerate(rules.routes):
+        if route.team not in known:
+            problems.append(
+                RulesProblem(
+                    file,
+                    _nearest_line(lines, ("routes", i, "team")),
+                    f"route '{route.name}': team '{route.team}' is not one of the teams "
+                    f"({', '.join(sorted(known))})",
+                )
+            )
+    names = [r.name for r in rules.routes]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            problems.append(
+                RulesProblem(
+                    file, _nearest_line(lines, ("routes", i, "name")), f"route name '{name}' is used twice"
+                )
+            )
+    return problems
+
+
+def load_file(path: Path) -> LoadedRules:
+    """Load and validate one rules file; raise RulesError with every problem found."""
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RulesError([RulesProblem(file, 1, f"cannot read: {exc}")]) from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise RulesError([RulesProblem(file, line, f"YAML syntax: {reason}")]) from exc
+    if node is None or not isinstance(data, dict):
+        raise RulesError([RulesProblem(file, 1, "expected a mapping with tenant, teams, routes, ...")])
+    lines = _line_index(node)
+    try:
+        rules = TenantRules.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            where = ".".join(str(p) for p in loc)
+            msg = err["msg"].removeprefix("Value error, ")
+            reason = f"{where}: {msg}" if where else msg
+            problems.append(RulesProblem(file, _nearest_line(lines, loc), reason))
+        raise RulesError(problems) from exc
+    problems = _route_semantics(rules, lines, file)
+    if path.stem != rules.tenant and not path.name.startswith("_"):
+        problems.append(
+            RulesProblem(file, lines.get(("tenant",), 1), f"tenant '{rules.tenant}' must match the file name")
+        )
+    if problems:
+        raise RulesError(problems)
+    route_lines = tuple(lines.get(("routes", i), 1) for i in range(len(rules.routes)))
+    return LoadedRules(rules, file, route_lines, lines.get(("default_team",), 1))
+
+
+def rule_files(path: Path, *, templates: bool = False) -> list[Path]:
+    if path.is_file():
+        return [path]
+    # Files starting with "_" are templates, not tenants; `rules check` validates them too.
+    return sorted(p for p in path.glob("*.yaml") if templates or not p.name.startswith("_"))
+
+
+def load_dir(path: Path) -> dict[str, LoadedRules]:
+    """Every tenant's rules; raise RulesError listing the problems of all files at once."""
+    files = rule_files(path)
+    if not files:
+        raise RulesError([RulesProblem(str(path), 1, "no rules files (*.yaml) found")])
+    loaded: dict[str, LoadedRules] = {}
+    problems: list[RulesProblem] = []
+    for file in files:
+        try:
+            item = load_file(file)
+        except RulesError as exc:
+            problems.extend(exc.problems)
+            continue
+        loaded[item.rules.tenant] = item
+    if problems:
+        raise RulesError(problems)
+    return loaded
+
+
+def check(path: Path) -> list[RulesProblem]:
+    problems: list[RulesProblem] = []
+    files = rule_files(path, templates=True) if path.exists() else []
+    if not files:
+        return [RulesProblem(str(path), 1, "no rules files (*.yaml) found")]
+    for file in files:
+        try:
+            load_file(file)
+        except RulesError as exc:
+            problems.extend(exc.problems)
+    return problems

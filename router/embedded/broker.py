@@ -1,0 +1,120 @@
+"""Embedded mode: an in-process transport for a first look without RabbitMQ or Redis.
+
+Nothing survives a restart and nothing is shared between processes. It exists so that a first-time
+user can watch contacts being routed; production uses RabbitMQ and Redis (docker compose).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from router import logs
+from router.core import topology
+from router.core.contact import Contact
+from router.core.pipeline import BatchResult, RoutingCore
+from router.core.ports import Delivery, OutMessage
+from router.core.topology import Names
+
+log = logs.get("router.embedded.broker")
+
+BANNER = (
+    "EMBEDDED MODE: no RabbitMQ/Redis reachable — using an in-process queue and an in-memory store. "
+    "Nothing is durable. Start RabbitMQ and Redis (or `docker compose up`) for real use."
+)
+
+
+@dataclass
+class Published:
+    exchange: str
+    routing_key: str
+    body: bytes
+    message_id: str
+    headers: dict[str, Any]
+
+
+@dataclass
+class MemoryBroker:
+    """Exchanges reduced to lists of what was published to them, keyed by exchange name."""
+
+    published: dict[str, list[Published]] = field(default_factory=lambda: defaultdict(list))
+    inbox: asyncio.Queue[Delivery] = field(default_factory=asyncio.Queue)
+
+
+class MemoryTx:
+    def __init__(self, broker: MemoryBroker):
+        self.broker = broker
+        self._pending: list[Published] = []
+
+    async def publish(
+        self, exchange: str, routing_key: str, body: bytes, *, message_id: str, headers: dict[str, Any]
+    ) -> None:
+        self._pending.append(Published(exchange, routing_key, body, message_id, headers))
+
+    async def ack(self, delivery: Delivery) -> None:
+        return None
+
+    async def commit(self, result: BatchResult) -> None:
+        for p in self._pending:
+            self.broker.published[p.exchange].append(p)
+        self._pending.clear()
+
+
+class MemoryContactPublisher:
+    def __init__(self, broker: MemoryBroker, names: Names):
+        self.broker = broker
+        self.names = names
+
+    async def publish(self, contact: Contact) -> None:
+        body = contact.model_dump_json(exclude={"reference"}).encode()
+        await self.broker.inbox.put(Delivery(body, None, f"{contact.tenant}.{contact.channel}", {}, False))
+
+    async def close(self) -> None:
+        return None
+
+
+class MemoryRouter:
+    def __init__(self, broker: MemoryBroker, core: RoutingCore):
+        self.broker = broker
+        self.core = core
+        self.ready = True
+        self.routed = 0
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        log.warning("embedded_mode", message=BANNER)
+        while not self._stop.is_set():
+            try:
+                first = await asyncio.wait_for(self.broker.inbox.get(), 0.2)
+            except TimeoutError:
+                continue
+            batch = [first]
+            while not self.broker.inbox.empty() and len(batch) < 100:
+                batch.append(self.broker.inbox.get_nowait())
+            tx = MemoryTx(self.broker)
+            result = await self.core.handle(batch, tx)
+            await self.core.after_commit(result)
+            self.routed += len(result.routed)
+            for d in result.busy:
+                await self.broker.inbox.put(d)
+
+    def team_messages(self, names: Names) -> list[Published]:
+        return list(self.broker.published[names(topology.TEAMS)])
+
+
+class MemoryOutbound:
+    def __init__(self, broker: MemoryBroker):
+        self.broker = broker
+
+    async def publish(self, msg: OutMessage) -> None:
+        self.broker.published[msg.exchange].append(
+            Published(msg.exchange, msg.routing_key, msg.body.encode(), msg.message_id, msg.headers)
+        )
+
+    async def close(self) -> None:
+        return None

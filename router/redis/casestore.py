@@ -1,0 +1,157 @@
+"""The case store on Redis: a contact's hash, history, callback hashes and outbox, changed atomically.
+
+A change is applied by one Lua script over the contact's keys (one hash slot), only if the contact's
+version is the one the decision was taken on; the work lists and timers follow in a second pipeline
+(idempotent: set members with scores).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from router.core.casework import CaseState, Change, parse_callback_id
+from router.core.messages import OutMessage
+from router.core.ports import StoreUnavailable
+from router.redis.keys import Keys
+
+# KEYS[1] contact hash, KEYS[2] history, KEYS[3] outbox, KEYS[4..] callback hashes (same slot).
+# ARGV: expected version, then counted groups: contact fields, history entries, outbox entries, and one
+# field group per extra key. Returns the new version, or -1 when the contact changed meanwhile.
+APPLY = """
+local version = redis.call('HGET', KEYS[1], 'version')
+if version ~= ARGV[1] then return -1 end
+local i = 2
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2 end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('RPUSH', KEYS[2], ARGV[i]); i = i + 1 end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('RPUSH', KEYS[3], ARGV[i]); i = i + 1 end
+for k = 4, #KEYS do
+  n = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, n do redis.call('HSET', KEYS[k], ARGV[i], ARGV[i + 1]); i = i + 2 end
+end
+local new = tonumber(version) + 1
+redis.call('HSET', KEYS[1], 'version', new)
+return new
+"""
+
+_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _decoded(row: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in row.items()}
+
+
+class RedisCaseStore:
+    def __init__(self, client: aioredis.Redis, keys: Keys):
+        self.r = client
+        self.keys = keys
+        self._apply = self.r.register_script(APPLY)
+
+    async def load(self, cid: str) -> CaseState | None:
+        try:
+            raw: dict[bytes, bytes] = await self.r.hgetall(self.keys.contact(cid))  # type: ignore[assignment]
+            if not raw:
+                return None
+            fields = _decoded(raw)
+            callbacks: dict[int, dict[str, str]] = {}
+            count = int(fields.get("callbacks", "0"))
+            if count:
+                async with self.r.pipeline(transaction=False) as pipe:
+                    for n in range(1, count + 1):
+                        pipe.hgetall(self.keys.callback(cid, n))
+                    rows = await pipe.execute()
+                callbacks = {n: _decoded(row) for n, row in enumerate(rows, start=1) if row}
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return CaseState(cid, fields, callbacks)
+
+    async def history(self, cid: str) -> list[dict[str, Any]]:
+        try:
+            rows = await self.r.lrange(self.keys.history(cid), 0, -1)
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return [json.loads(r) for r in rows]
+
+    def _apply_args(self, state: CaseState, change: Change) -> tuple[list[str], list[Any]]:
+        keys = [self.keys.contact(state.cid), self.keys.history(state.cid), self.keys.outbox(state.cid)]
+        args: list[Any] = [state.version, len(change.fields)]
+        for k, v in change.fields.items():
+            args += [k, v]
+        args.append(len(change.history))
+        args += [json.dumps(h, separators=(",", ":")) for h in change.history]
+        args.append(len(change.outbox))
+        args += [m.to_json() for m in change.outbox]
+        for n, cb_fields in change.callbacks.items():
+            keys.append(self.keys.callback(state.cid, n))
+            args.append(len(cb_fields))
+            for k, v in cb_fields.items():
+                args += [k, v]
+        return keys, args
+
+    async def commit(self, state: CaseState, change: Change) -> bool:
+        keys, args = self._apply_args(state, change)
+        try:
+            async with self.r.pipeline(transaction=False) as pipe:
+                await self._apply(keys=keys, args=args, client=pipe)
+                if change.outbox:
+                    pipe.zadd(self.keys.outbox_pending(), {state.cid: int(time.time() * 1000)})
+                result = (await pipe.execute())[0]
+            if int(result) < 0:
+                return False
+            async with self.r.pipeline(transaction=False) as pipe:
+                for team, member in change.listed_remove:
+                    pipe.zrem(self.keys.team_items(state.tenant, team), member)
+                for team, member, score in change.listed_add:
+                    pipe.zadd(self.keys.team_items(state.tenant, team), {member: score})
+                if change.timers_remove:
+                    pipe.zrem(self.keys.timers(), *change.timers_remove)
+                if change.timers_add:
+                    pipe.zadd(self.keys.timers(), change.timers_add)
+                await pipe.execute()
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return True
+
+    async def outbox(self, cid: str) -> list[tuple[bytes, OutMessage]]:
+        try:
+            entries: list[bytes] = await self.r.lrange(self.keys.outbox(cid), 0, -1)  # type: ignore[assignment]
+            if not entries:
+                await self.r.zrem(self.keys.outbox_pending(), cid)
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return [(raw, OutMessage.from_json(raw)) for raw in entries]
+
+    async def outbox_sent(self, cid: str, raw: bytes) -> None:
+        try:
+            await self.r.lrem(self.keys.outbox(cid), 1, raw)  # type: ignore[arg-type]
+            if await self.r.llen(self.keys.outbox(cid)) == 0:
+                await self.r.zrem(self.keys.outbox_pending(), cid)
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def team_items(
+        self, tenant: str, team: str, *, offset: int, limit: int
+    ) -> list[tuple[str, float, dict[str, str]]]:
+        try:
+            members: list[tuple[bytes, float]] = await self.r.zrange(  # type: ignore[assignment]
+                self.keys.team_items(tenant, team), offset, offset + limit - 1, withscores=True
+            )
+            async with self.r.pipeline(transaction=False) as pipe:
+                for member, _score in members:
+                    m = member.decode()
+                    parsed = parse_callback_id(m)
+                    pipe.hgetall(self.keys.callback(*parsed) if parsed else self.keys.contact(m))
+                rows = await pipe.execute()
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return [
+            (m.decode(), score, _decoded(row)) for (m, score), row in zip(members, rows, strict=True) if row
+        ]

@@ -1,0 +1,244 @@
+"""The state store on Redis. One pipeline per batch for each step; every script touches one hash slot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from router.core.ports import ClaimStatus, ContactRecord, Staged, StoreUnavailable
+from router.redis.keys import Keys
+
+# KEYS[1] contact hash, KEYS[2..] callback hashes of the contact (same slot). ARGV: token, lease_ms,
+# then a counted group of field/value pairs for each key.
+CLAIM_AND_STAGE = """
+if redis.call('HGET', KEYS[1], 'committed') == '1' then
+  return {'dup', redis.call('HGET', KEYS[1], 'team') or ''}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local holder = redis.call('HGET', KEYS[1], 'lease')
+if holder and holder ~= ARGV[1] then
+  local lease_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
+  if lease_until > now then return {'busy', holder} end
+  -- A lapsed claim of another delivery: that delivery was committed (and the router could not mark
+  -- it), or it is back in the queue and returns under its own token. Either way this copy is extra.
+  return {'dup', redis.call('HGET', KEYS[1], 'team') or ''}
+end
+redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', now + tonumber(ARGV[2]))
+local i = 3
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, n do redis.call('HSET', KEYS[k], ARGV[i], ARGV[i + 1]); i = i + 2 end
+end
+return {'ok', ''}
+"""
+
+# KEYS[1] contact hash, KEYS[2] history list. ARGV[1] final status, ARGV[2..] history events.
+COMMIT = """
+if redis.call('HGET', KEYS[1], 'committed') == '1' then return 0 end
+redis.call('HSET', KEYS[1], 'committed', '1', 'status', ARGV[1])
+redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
+for i = 2, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+return 1
+"""
+
+# KEYS[1] target contact hash, KEYS[2] its history. ARGV: reply id, history event.
+# Once per reply; a reply to a closed contact reopens it.
+JOIN = """
+if redis.call('HSETNX', KEYS[1], 'reply:' .. ARGV[1], '1') == 0 then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+if redis.call('HGET', KEYS[1], 'status') == 'closed' then
+  redis.call('HSET', KEYS[1], 'status', 'routed')
+  redis.call('HDEL', KEYS[1], 'closed_at', 'resolution')
+  return 2
+end
+return 1
+"""
+
+_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    # A blocking pool waits for a free connection instead of raising under load (STYLE.md).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=32, timeout=10, socket_timeout=5, socket_connect_timeout=3
+    )
+    return aioredis.Redis(connection_pool=pool, decode_responses=False)
+
+
+class RedisStore:
+    def __init__(self, client: aioredis.Redis, keys: Keys):
+        self.r = client
+        self.keys = keys
+        self._claim = self.r.register_script(CLAIM_AND_STAGE)
+        self._commit = self.r.register_script(COMMIT)
+        self._join = self.r.register_script(JOIN)
+
+    async def close(self) -> None:
+        await self.r.aclose()
+
+    async def ping(self) -> None:
+        try:
+            await self.r.ping()
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def _execute(self, fill: Callable[[Any], None]) -> list[Any]:
+        """One pipeline, one round trip. Scripts go by SHA, without the SCRIPT EXISTS round trip that
+        redis-py adds before every pipeline with registered scripts; when Redis does not know them
+        (restarted, scripts flushed) they are loaded and the pipeline runs once more. That is safe:
+        each pipeline here is idempotent (claims by the same token, index, commit, once-only joins)."""
+        for attempt in (1, 2):
+            async with self.r.pipeline(transaction=False) as pipe:
+                fill(pipe)
+                try:
+                    return await pipe.execute()
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+            for script in (CLAIM_AND_STAGE, COMMIT, JOIN):
+                await self.r.script_load(script)
+        raise AssertionError("unreachable")
+
+    async def claim_and_stage(self, items: list[Staged], lease_ms: int) -> list[tuple[ClaimStatus, str]]:
+        if not items:
+            return []
+
+        def fill(pipe: Any) -> None:
+            for item in items:
+                keys = [self.keys.contact(item.cid)]
+                argv: list[Any] = [item.token, lease_ms]
+                for key, fields in [(keys[0], item.fields)] + [
+                    (self.keys.callback(item.cid, n), cb) for n, cb in sorted(item.callbacks.items())
+                ]:
+                    if key != keys[0]:
+                        keys.append(key)
+                    argv.append(len(fields))
+                    for k, v in fields.items():
+                        argv += [k, v]
+                pipe.evalsha(self._claim.sha, len(keys), *keys, *argv)
+
+        try:
+            raw = await self._execute(fill)
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return [(cast(ClaimStatus, r[0].decode()), r[1].decode()) for r in raw]
+
+    async def index(self, items: list[Staged]) -> None:
+        if not items:
+            return
+
+        def fill(pipe: Any) -> None:
+            # One ZADD per team list and one for all timers of the batch, not one per contact: every
+            # command costs a reply to parse, and a later score for the same member wins either way.
+            lists: dict[str, dict[str, int]] = {}
+            timers: dict[str, int] = {}
+            for item in items:
+                if item.team_score_ms is not None:
+                    lists.setdefault(self.keys.team_items(item.tenant, item.team), {})[item.cid] = (
+                        item.team_score_ms
+                    )
+                for team, member, score in item.listed:
+                    lists.setdefault(self.keys.team_items(item.tenant, team), {})[member] = score
+                pipe.set(self.keys.reference(item.reference), item.cid)
+                for message_id in item.thread_ids:
+                    pipe.set(self.keys.thread(item.tenant, message_id), item.thread_target or item.cid)
+                timers.update(item.timers)
+                if item.join is not None:
+                    j = item.join
+                    keys = [self.keys.contact(j.target), self.keys.history(j.target)]
+                    pipe.evalsha(self._join.sha, len(keys), *keys, item.cid, j.event)
+                    # Back on the list if it was closed; an open contact keeps its place.
+                    pipe.zadd(self.keys.team_items(j.tenant, j.team), {j.target: j.score_ms}, nx=True)
+            for key, members in lists.items():
+                pipe.zadd(key, members)
+            if timers:
+                pipe.zadd(self.keys.timers(), timers)
+
+        try:
+            await self._execute(fill)
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def commit(self, items: list[Staged]) -> None:
+        if not items:
+            return
+
+        def fill(pipe: Any) -> None:
+            for item in items:
+                keys = [self.keys.contact(item.cid), self.keys.history(item.cid)]
+                pipe.evalsha(self._commit.sha, len(keys), *keys, item.final_status, *item.history)
+
+        try:
+            await self._execute(fill)
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def find_threads(
+        self, queries: list[tuple[str, list[str], list[str]]]
+    ) -> list[dict[str, str] | None]:
+        if not queries:
+            return []
+        try:
+            async with self.r.pipeline(transaction=False) as pipe:
+                for tenant, references, message_ids in queries:
+                    for ref in references:
+                        pipe.get(self.keys.reference(ref))
+                    for mid in message_ids:
+                        pipe.get(self.keys.thread(tenant, mid))
+                found = await pipe.execute()
+            targets: list[str | None] = []
+            pos = 0
+            for _tenant, references, message_ids in queries:
+                n = len(references) + len(message_ids)
+                hits = [h for h in found[pos : pos + n] if h]
+                pos += n
+                targets.append(hits[0].decode() if hits else None)
+            async with self.r.pipeline(transaction=False) as pipe:
+                for target in targets:
+                    if target:
+                        pipe.hmget(self.keys.contact(target), ["tenant", "team", "status", "committed"])
+                rows = iter(await pipe.execute())
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        out: list[dict[str, str] | None] = []
+        for (tenant, _r, _m), target in zip(queries, targets, strict=True):
+            if not target:
+                out.append(None)
+                continue
+            values = [v.decode() if v else "" for v in next(rows)]
+            info = dict(zip(["tenant", "team", "status", "committed"], values, strict=True), id=target)
+            # Only a routed contact of the same tenant can take a reply.
+            out.append(info if info["tenant"] == tenant and info["committed"] == "1" else None)
+        return out
+
+    async def get(self, cid: str) -> ContactRecord | None:
+        try:
+            async with self.r.pipeline(transaction=False) as pipe:
+                pipe.hgetall(self.keys.contact(cid))
+                pipe.lrange(self.keys.history(cid), 0, -1)
+                fields, history = await pipe.execute()
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        if not fields:
+            return None
+        return ContactRecord(
+            {k.decode(): v.decode() for k, v in fields.items()},
+            [json.loads(h) for h in history],
+        )
+
+    async def resolve_reference(self, reference: str) -> str | None:
+        try:
+            raw = await self.r.get(self.keys.reference(reference))
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        if not raw:
+            return None
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
