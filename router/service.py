@@ -18,13 +18,13 @@ import aio_pika
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from adapters.kit.acks import SmtpAckSender
 from adapters.kit.context import AdapterContext
 from adapters.kit.http import ADAPTERS, add_routes
 from adapters.kit.publisher import ContactPublisher
 from adapters.kit.ratelimit import RateLimiter
 from adapters.kit.settings import AdapterSettings
 from adapters.kit.wiring import build_context, readiness_checks
-from adapters.mail.ack import SmtpAckSender
 from router import logs
 from router.amqp import declare as amqp_declare
 from router.amqp.consumer import AmqpRouter

@@ -27,6 +27,7 @@ from adapters.kit.http import (
     require_key,
     submit_or_error,
 )
+from adapters.kit.openapi import AUTHED, OBJECT, TENANT, ApiSpec, body, error_responses, json_response
 from router.core.contact import Contact, Sender, Source, field_errors
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True)]
@@ -74,6 +75,22 @@ class CounterVisitAdapter(ChannelAdapter):
     # 4. The transport: an HTTP route. The shared path (submit_or_error) publishes with confirms.
     def routes(self) -> Sequence[web.RouteDef]:
         return [web.post("/v1/channels/counter/{tenant}/visits", self.handle)]
+
+    # 5. How the route is documented in /v1/openapi.json (a test checks every route is).
+    @classmethod
+    def openapi(cls) -> ApiSpec:
+        post = {
+            "summary": "Counter visit from a queue-management system",
+            "operationId": "submitCounterVisit",
+            "security": AUTHED,
+            "parameters": [TENANT],
+            "requestBody": body(Visit),
+            "responses": {
+                "202": json_response(OBJECT, "Accepted; body has id and reference"),
+                **error_responses(400, 401, 403, 404, 413, 422, 503),
+            },
+        }
+        return ApiSpec({"/v1/channels/counter/{tenant}/visits": {"post": post}}, (Visit,))
 
     @handler
     async def handle(self, request: web.Request) -> web.StreamResponse:

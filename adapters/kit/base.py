@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from aiohttp import web
 from pydantic import ValidationError
 
+from adapters.kit.openapi import ApiSpec
 from adapters.kit.publisher import PublishError
 from router import logs
 from router.core.contact import Contact, summarise_errors
@@ -109,6 +110,12 @@ class ChannelAdapter:
     def routes(self) -> Sequence[web.RouteDef]:
         """HTTP routes this adapter serves (added by `adapters.kit.http.add_routes`)."""
         return ()
+
+    @classmethod
+    def openapi(cls) -> ApiSpec:
+        """How `routes()` are documented in /v1/openapi.json (adapters.kit.openapi); a test checks that
+        every served route is documented."""
+        return ApiSpec()
 
     async def after_publish(self, contacts: list[Contact], inbound: Inbound, ctx: AdapterContext) -> None:
         """Runs after the broker confirmed every contact: send acknowledgements here."""

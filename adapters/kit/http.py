@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec
+from typing import Any, ParamSpec, Protocol
 
 from aiohttp import web
 
@@ -17,14 +17,34 @@ from adapters.kit.context import AdapterContext
 from router import logs
 from router.core.contact import Contact
 from router.core.jsonbody import BodyError, parse_json
-from router.http.app import CTX, require_credential
-from router.settings import Credential
 
 log = logs.get("adapters.kit.http")
 
 P = ParamSpec("P")
 
 ADAPTERS = web.AppKey("adapter_context", AdapterContext)
+
+
+class Caller(Protocol):
+    """Who sent a request: a system with an API key (an integrator, a KCC telephony system)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def allows(self, tenant: str) -> bool: ...
+
+
+class Authenticator(Protocol):
+    """How the service tells who sent a request; the HTTP layer implements it (API keys) and puts it on
+    the app under AUTHENTICATOR, so an adapter asks `require_key` and never sees credentials."""
+
+    def caller(self, request: web.Request) -> Caller | None:
+        """The caller the request's credentials name, or None when it has none or unknown ones."""
+        ...
+
+
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+UNAUTHENTICATED = "missing or unknown API key (header X-API-Key or Authorization: Bearer)"
 
 
 def context(request: web.Request) -> AdapterContext:
@@ -43,14 +63,17 @@ def known_tenant(request: web.Request) -> str:
     return tenant
 
 
-def require_key(request: web.Request, tenant: str) -> Credential:
+def require_key(request: web.Request, tenant: str) -> Caller:
     """An API key (X-API-Key or Authorization: Bearer) that may act for `tenant`: 401 / 403 otherwise."""
-    if CTX not in request.app:
+    authenticator = request.app.get(AUTHENTICATOR)
+    if authenticator is None:
         raise Rejected("API keys are not configured on this server", status=503)
-    cred = require_credential(request)
-    if not cred.allows(tenant):
+    caller = authenticator.caller(request)
+    if caller is None:
+        raise Rejected(UNAUTHENTICATED, status=401)
+    if not caller.allows(tenant):
         raise Rejected(f"this API key may not submit contacts for tenant '{tenant}'", status=403)
-    return cred
+    return caller
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:

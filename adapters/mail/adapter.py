@@ -13,10 +13,10 @@ import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+from adapters.kit.acks import is_ack_id, planned_ack_id, schedule_ack
 from adapters.kit.base import ChannelAdapter, DeadLetter, Inbound
 from adapters.kit.context import AdapterContext
 from adapters.kit.settings import MailRoute
-from adapters.mail.ack import is_ack_id, planned_ack_id, schedule_ack
 from adapters.mail.imap import ImapPoller
 from adapters.mail.parse import MalformedMail, ParsedMail, parse_mail
 from adapters.mail.smtp_server import start_smtp_server

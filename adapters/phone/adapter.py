@@ -25,6 +25,7 @@ from adapters.kit.http import (
     require_key,
     submit_or_error,
 )
+from adapters.kit.openapi import AUTHED, OBJECT, TENANT, ApiSpec, body, error_responses, json_response
 from adapters.kit.phones import to_e164
 from router import logs
 from router.core.contact import Contact, Sender, Source, field_errors
@@ -102,6 +103,21 @@ class PhoneNotesAdapter(ChannelAdapter):
 
     def routes(self) -> Sequence[web.RouteDef]:
         return [web.post("/v1/channels/phone/{tenant}/notes", self.handle)]
+
+    @classmethod
+    def openapi(cls) -> ApiSpec:
+        post = {
+            "summary": "Phone note by an agent; its outcome acts by itself",
+            "operationId": "submitPhoneNote",
+            "security": AUTHED,
+            "parameters": [TENANT],
+            "requestBody": body(PhoneNote),
+            "responses": {
+                "202": json_response(OBJECT, "Accepted"),
+                **error_responses(400, 401, 403, 404, 413, 422, 503),
+            },
+        }
+        return ApiSpec({"/v1/channels/phone/{tenant}/notes": {"post": post}}, (PhoneNote,))
 
     @handler
     async def handle(self, request: web.Request) -> web.StreamResponse:

@@ -22,6 +22,7 @@ from adapters.kit.answers import answer_by
 from adapters.kit.base import ChannelAdapter, DeadLetter, Inbound, Rejected
 from adapters.kit.context import AdapterContext
 from adapters.kit.http import context, handler, known_tenant, read_body, submit_or_error
+from adapters.kit.openapi import OBJECT, PUBLIC, TENANT, ApiSpec, error_responses, json_response
 from adapters.social.meta import PayloadError, SocialMessage, parse, signature_valid
 from adapters.social.privacy import mask_bsn
 from adapters.social.replies import reply_text
@@ -110,6 +111,45 @@ class SocialAdapter(ChannelAdapter):
     def routes(self) -> Sequence[web.RouteDef]:
         path = "/v1/channels/social/{tenant}/webhook"
         return [web.get(path, self.verify), web.post(path, self.receive)]
+
+    @classmethod
+    def openapi(cls) -> ApiSpec:
+        hub = [
+            {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+            for n in ("hub.mode", "hub.verify_token", "hub.challenge")
+        ]
+        signature = {
+            "name": "X-Hub-Signature-256",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+        get = {
+            "summary": "Meta webhook verification handshake",
+            "operationId": "verifySocialWebhook",
+            "security": PUBLIC,
+            "parameters": [TENANT, *hub],
+            "responses": {
+                "200": {
+                    "description": "The challenge, echoed",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "403": json_response(OBJECT, "Verification failed"),
+                **error_responses(404),
+            },
+        }
+        post = {
+            "summary": "Meta webhook (WhatsApp, Messenger, Instagram), signed",
+            "operationId": "receiveSocialWebhook",
+            "security": PUBLIC,
+            "parameters": [TENANT, signature],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": OBJECT}}},
+            "responses": {
+                "200": json_response(OBJECT, "Received; one contact per inbound message"),
+                **error_responses(400, 401, 404, 413, 422, 503),
+            },
+        }
+        return ApiSpec({"/v1/channels/social/{tenant}/webhook": {"get": get, "post": post}})
 
     @handler
     async def verify(self, request: web.Request) -> web.StreamResponse:

@@ -24,12 +24,13 @@ from pydantic import (
     field_validator,
 )
 
+from adapters.kit.acks import planned_ack_id, schedule_ack
 from adapters.kit.base import ChannelAdapter, Inbound, Rejected
 from adapters.kit.context import AdapterContext
 from adapters.kit.http import context, handler, json_object, known_tenant, read_body, receipt, submit_or_error
+from adapters.kit.openapi import OBJECT, PUBLIC, TENANT, ApiSpec, body, error_responses, json_response
 from adapters.kit.phones import to_e164
 from adapters.kit.ratelimit import bucket_key
-from adapters.mail.ack import planned_ack_id, schedule_ack
 from router import logs
 from router.core.contact import Contact, Sender, Source, contact_id, field_errors, reference_for
 
@@ -143,6 +144,22 @@ class WebformAdapter(ChannelAdapter):
 
     def routes(self) -> Sequence[web.RouteDef]:
         return [web.post("/v1/channels/webform/{tenant}", self.handle)]
+
+    @classmethod
+    def openapi(cls) -> ApiSpec:
+        post = {
+            "summary": "Web form: a contact; answers the reference number and expected answer date",
+            "operationId": "submitWebform",
+            "security": PUBLIC,
+            "parameters": [TENANT],
+            "requestBody": body(WebformSubmission, "application/json", "application/x-www-form-urlencoded"),
+            "responses": {
+                "202": json_response(OBJECT, "Accepted; body has reference and expected_answer_by"),
+                "429": json_response(OBJECT, "Too many submissions from this address; see Retry-After"),
+                **error_responses(400, 404, 413, 422, 503),
+            },
+        }
+        return ApiSpec({"/v1/channels/webform/{tenant}": {"post": post}}, (WebformSubmission,))
 
     @handler
     async def handle(self, request: web.Request) -> web.StreamResponse:

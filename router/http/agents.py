@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from router.core.casework import CALLBACK_OUTCOMES, CaseError
 from router.core.casework_service import Casework
 from router.core.contact import field_errors
-from router.http.app import CTX, error, read_json, require_credential
+from router.http.auth import require_credential
+from router.http.body import error, read_json
+from router.http.context import CTX
 
 TeamId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=10_000)]

@@ -7,105 +7,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from adapters.kit.publisher import ContactPublisher, PublishError
+from adapters.kit.http import ADAPTERS, AUTHENTICATOR
+from adapters.kit.publisher import PublishError
 from router import logs
 from router.core.casework import CaseError, public_callback
-from router.core.casework_service import Casework
 from router.core.clock import Clock
 from router.core.contact import Contact, field_errors
-from router.core.jsonbody import BodyError, parse_json
-from router.core.ports import Store, StoreUnavailable
-from router.core.tenants import Tenant
-from router.settings import Credential
+from router.core.ports import StoreUnavailable
+from router.http import agents, openapi
+from router.http.auth import ApiKeys, require_credential
+from router.http.body import MAX_JSON_BYTES, error, read_json
+from router.http.context import CTX, ApiContext
+
+__all__ = ["CTX", "ApiContext", "create_app"]
 
 log = logs.get("router.http.app")
-
-MAX_JSON_BYTES = 1_000_000
-
-
-@dataclass
-class ApiContext:
-    tenants: dict[str, Tenant]
-    store: Store
-    publisher: ContactPublisher
-    clock: Clock
-    credentials: dict[str, Credential]
-    # name -> async check returning None when fine, or a reason; used by /readyz.
-    readiness: dict[str, Callable[[], Awaitable[str | None]]] = field(default_factory=dict)
-    embedded: bool = False
-    casework: Casework | None = None
-
-
-CTX = web.AppKey("ctx", ApiContext)
-
-
-def error(status: int, message: str, fields: list[dict[str, str]] | None = None) -> web.Response:
-    body: dict[str, Any] = {"error": message}
-    if fields:
-        body["fields"] = fields
-    return web.json_response(body, status=status)
-
-
-def credential_of(request: web.Request) -> Credential | None:
-    ctx = request.app[CTX]
-    key = request.headers.get("X-API-Key")
-    auth = request.headers.get("Authorization", "")
-    if key is None and auth.startswith("Bearer "):
-        key = auth.removeprefix("Bearer ").strip()
-    if not key:
-        return None
-    return ctx.credentials.get(key)
-
-
-def require_credential(request: web.Request) -> Credential:
-    cred = credential_of(request)
-    if cred is None:
-        raise web.HTTPUnauthorized(
-            text=json.dumps(
-                {"error": "missing or unknown API key (header X-API-Key or Authorization: Bearer)"}
-            ),
-            content_type="application/json",
-        )
-    return cred
-
-
-async def read_json(request: web.Request) -> Any:
-    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=MAX_JSON_BYTES,
-            actual_size=request.content_length,
-            text=json.dumps({"error": f"body too large: limit is {MAX_JSON_BYTES} bytes"}),
-            content_type="application/json",
-        )
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        # A chunked body (no Content-Length) past client_max_size: aiohttp stops reading; say why in JSON.
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=MAX_JSON_BYTES,
-            actual_size=MAX_JSON_BYTES + 1,
-            text=json.dumps({"error": f"body too large: limit is {MAX_JSON_BYTES} bytes"}),
-            content_type="application/json",
-        ) from exc
-    if len(raw) > MAX_JSON_BYTES:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=MAX_JSON_BYTES,
-            actual_size=len(raw),
-            text=json.dumps({"error": f"body too large: limit is {MAX_JSON_BYTES} bytes"}),
-            content_type="application/json",
-        )
-    try:
-        return parse_json(raw)
-    except BodyError as exc:
-        error_class = web.HTTPBadRequest if exc.status == 400 else web.HTTPUnprocessableEntity
-        raise error_class(text=json.dumps(exc.body()), content_type="application/json") from exc
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -196,10 +118,10 @@ async def get_contact(request: web.Request) -> web.Response:
     return web.json_response(view, headers={"ETag": f'"{version}"'})
 
 
-async def openapi(request: web.Request) -> web.Response:
-    from router.http.openapi import document
-
-    return web.json_response(document())
+async def openapi_document(request: web.Request) -> web.Response:
+    """The document of what this app serves: the API, the agent routes and the enabled adapters'."""
+    adapters = request.app[ADAPTERS].adapters.values() if ADAPTERS in request.app else ()
+    return web.json_response(openapi.document([type(a) for a in adapters]))
 
 
 @web.middleware
@@ -227,14 +149,13 @@ async def json_errors(
 def create_app(ctx: ApiContext) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_JSON_BYTES)
     app[CTX] = ctx
+    app[AUTHENTICATOR] = ApiKeys(ctx.credentials)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/v1/contacts", submit_contact)
     app.router.add_get("/v1/contacts/{id}", get_contact)
-    app.router.add_get("/v1/openapi.json", openapi)
-    from router.http import agents as agent_api
-
-    agent_api.add_routes(app)
+    app.router.add_get("/v1/openapi.json", openapi_document)
+    agents.add_routes(app)
     return app
 
 

@@ -6,19 +6,29 @@ cannot drift from what the service accepts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from adapters.phone.adapter import PhoneNote
-from adapters.webform.adapter import WebformSubmission
+from adapters.kit.base import ChannelAdapter
+from adapters.kit.openapi import AUTHED, OBJECT, REF_TEMPLATE, ApiSpec, body, error_responses, json_response
+from adapters.kit.registry import load_adapters
+from adapters.kit.settings import AdapterSettings
 from router import __version__
 from router.core.contact import Contact
 from router.http.agents import AttemptIn, CallbackRequestIn, CloseIn, ResponseIn, TransferIn
 
-_REF = "#/components/schemas/{model}"
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_AGENT = {
+    "name": "X-Agent-Id",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "Agent id, if not in the body",
+}
 
 ERROR = {
     "type": "object",
@@ -36,73 +46,28 @@ ERROR = {
     },
     "additionalProperties": True,
 }
+_OBJ = OBJECT
+_json = json_response
+_body = body
+_error_responses = error_responses
 
 
-def _error_responses(*codes: int) -> dict[str, Any]:
-    text = {
-        400: "Malformed request body (JSON, UTF-8)",
-        401: "Missing or unknown API key",
-        403: "The API key may not act for this tenant",
-        404: "Not found (or belongs to another tenant)",
-        409: "Refused by the current state; the body says why",
-        412: "If-Match does not match the contact's version",
-        413: "Body too large",
-        422: "Invalid request; `fields` names each problem",
-        428: "A precondition (from_team or If-Match) is required",
-        503: "Broker or state store unavailable; nothing was accepted",
-    }
-    return {
-        str(c): {
-            "description": text[c],
-            "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},
-        }
-        for c in codes
-    }
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _body(model: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": _REF.format(model=model.__name__)}}},
-    }
-
-
-_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-_AGENT = {
-    "name": "X-Agent-Id",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string"},
-    "description": "Agent id, if not in the body",
-}
-_OBJ: dict[str, Any] = {"type": "object", "additionalProperties": True}
+def document(adapters: Iterable[type[ChannelAdapter]] | None = None) -> dict[str, Any]:
+    """The document of the API and of `adapters` (default: those enabled by the environment)."""
+    if adapters is None:
+        adapters = [type(a) for a in load_adapters(sorted(AdapterSettings().enabled)).values()]
+    return _document(tuple(sorted(adapters, key=lambda cls: cls.name)))
 
 
 @cache
-def document() -> dict[str, Any]:
-    _, defs = models_json_schema(
-        [
-            (m, "validation")
-            for m in (
-                Contact,
-                TransferIn,
-                CallbackRequestIn,
-                AttemptIn,
-                CloseIn,
-                ResponseIn,
-                WebformSubmission,
-                PhoneNote,
-            )
-        ],
-        ref_template=_REF,
-    )
+def _document(adapters: tuple[type[ChannelAdapter], ...]) -> dict[str, Any]:
+    specs: list[ApiSpec] = [cls.openapi() for cls in adapters]
+    models: list[type[BaseModel]] = [Contact, TransferIn, CallbackRequestIn, AttemptIn, CloseIn, ResponseIn]
+    models += [m for spec in specs for m in spec.models if m not in models]
+    _, defs = models_json_schema([(m, "validation") for m in models], ref_template=REF_TEMPLATE)
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
     schemas["Error"] = ERROR
-    authed: list[dict[str, list[str]]] = [{"apiKey": []}, {"bearer": []}]
+    authed = AUTHED
     paths: dict[str, Any] = {
         "/healthz": {
             "get": {
@@ -243,84 +208,11 @@ def document() -> dict[str, Any]:
             }
         },
     }
-    tenant = {"name": "tenant", "in": "path", "required": True, "schema": {"type": "string"}}
-    form_body = {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": _REF.format(model="WebformSubmission")}},
-            "application/x-www-form-urlencoded": {"schema": {"$ref": _REF.format(model="WebformSubmission")}},
-        },
-    }
-    paths.update(
-        {
-            "/v1/channels/webform/{tenant}": {
-                "post": {
-                    "summary": "Web form: a contact; answers the reference number and expected answer date",
-                    "operationId": "submitWebform",
-                    "security": [],
-                    "parameters": [tenant],
-                    "requestBody": form_body,
-                    "responses": {
-                        "202": _json(_OBJ, "Accepted; body has reference and expected_answer_by"),
-                        "429": _json(_OBJ, "Too many submissions from this address; see Retry-After"),
-                        **_error_responses(400, 404, 413, 422, 503),
-                    },
-                }
-            },
-            "/v1/channels/phone/{tenant}/notes": {
-                "post": {
-                    "summary": "Phone note by an agent; its outcome acts by itself",
-                    "operationId": "submitPhoneNote",
-                    "security": authed,
-                    "parameters": [tenant],
-                    "requestBody": _body(PhoneNote),
-                    "responses": {
-                        "202": _json(_OBJ, "Accepted"),
-                        **_error_responses(400, 401, 403, 404, 413, 422, 503),
-                    },
-                }
-            },
-            "/v1/channels/social/{tenant}/webhook": {
-                "get": {
-                    "summary": "Meta webhook verification handshake",
-                    "operationId": "verifySocialWebhook",
-                    "security": [],
-                    "parameters": [tenant]
-                    + [
-                        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                        for n in ("hub.mode", "hub.verify_token", "hub.challenge")
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "The challenge, echoed",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        },
-                        "403": _json(_OBJ, "Verification failed"),
-                        **_error_responses(404),
-                    },
-                },
-                "post": {
-                    "summary": "Meta webhook (WhatsApp, Messenger, Instagram), signed",
-                    "operationId": "receiveSocialWebhook",
-                    "security": [],
-                    "parameters": [
-                        tenant,
-                        {
-                            "name": "X-Hub-Signature-256",
-                            "in": "header",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        },
-                    ],
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _OBJ}}},
-                    "responses": {
-                        "200": _json(_OBJ, "Received; one contact per inbound message"),
-                        **_error_responses(400, 401, 404, 413, 422, 503),
-                    },
-                },
-            },
-        }
-    )
+    for spec in specs:
+        taken = paths.keys() & spec.paths.keys()
+        if taken:
+            raise ValueError(f"an adapter documents paths the API already has: {sorted(taken)}")
+        paths.update(spec.paths)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -19,12 +19,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from adapters.kit.acks import SmtpAckSender
 from adapters.kit.context import AdapterContext
 from adapters.kit.http import ADAPTERS, add_routes
 from adapters.kit.publisher import ContactPublisher, PublishError
 from adapters.kit.settings import AdapterSettings
 from adapters.kit.wiring import build_context, start_adapters, stop_adapters
-from adapters.mail.ack import SmtpAckSender
 from router.core.clock import ManualClock
 from router.core.contact import Contact
 from router.http.app import create_app

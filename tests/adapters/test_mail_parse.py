@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from adapters.kit.acks import ack_message_id, build_ack
 from adapters.kit.base import DeadLetter, Inbound
 from adapters.kit.context import AdapterContext, MemoryDeadLetters
 from adapters.kit.wiring import build_context
 from adapters.mail import MailAdapter
-from adapters.mail.ack import ack_message_id, build_ack
 from adapters.mail.parse import MalformedMail, html_to_text, parse_mail
 from router.core.clock import ManualClock
 from router.core.contact import contact_id

@@ -20,7 +20,7 @@ from adapters.kit.settings import AdapterSettings
 from router import logs
 from router.core.contact import Contact
 
-log = logs.get("adapters.mail.ack")
+log = logs.get("adapters.kit.acks")
 
 ACK_PREFIX = "ack."
 RETRY_DELAYS = (2.0, 10.0, 60.0)
