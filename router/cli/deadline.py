@@ -1,14 +1,18 @@
 """Text of `contact-router deadline`: when is a contact due under a tenant's calendar.
 
-Pure: the argparse wiring in router/cli/__init__.py loads the tenant's `CalendarSpec`, calls
-`render_deadline`, prints the result, and prints a ValueError's message with exit status 2.
+`render_deadline` is pure; `cmd_deadline` loads the tenant's `CalendarSpec`, prints the result, and
+prints a ValueError's message with exit status 2.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
+import sys
+from typing import Any
 
+from router.cli.common import settings_from
 from router.core.calendar.terms import parse_term
 from router.core.calendar.workdays import CalendarSpec, Explanation, TenantCalendar
 
@@ -98,3 +102,37 @@ def render_deadline(
     if explain:
         return "\n".join(_lines(tenant, ex, warning_fraction))
     return ex.deadline.isoformat()
+
+
+def cmd_deadline(args: argparse.Namespace) -> int:
+    from router.core.rules import RulesError, load_dir
+
+    settings = settings_from(args)
+    try:
+        loaded = load_dir(settings.rules_dir)
+    except RulesError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.tenant not in loaded:
+        print(f"unknown tenant '{args.tenant}' (known: {', '.join(sorted(loaded))})", file=sys.stderr)
+        return 2
+    try:
+        print(
+            render_deadline(
+                loaded[args.tenant].rules.calendar, args.tenant, args.at, args.term, args.explain, args.json
+            )
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    dl = sub.add_parser("deadline", help="compute a deadline with the tenant's calendar")
+    dl.add_argument("--tenant", required=True)
+    dl.add_argument("--at", required=True, help="ISO 8601; without offset: tenant local time")
+    dl.add_argument("--term", required=True, help='e.g. "3 workdays", "3 hours", "6 weeks + 4 weeks"')
+    dl.add_argument("--explain", action="store_true", help="list skipped days and why")
+    dl.add_argument("--json", action="store_true")
+    dl.set_defaults(func=cmd_deadline)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import sys
+from typing import Any
 
 from pydantic import ValidationError
 
 from adapters.kit.registry import AdapterLoadError
 from adapters.kit.wiring import start_adapters, stop_adapters
 from router import logs
+from router.cli.common import run_loop, settings_from
 from router.core.rules import RulesError
 from router.core.samples import sample_contacts
 from router.embedded.broker import BANNER
@@ -115,3 +118,49 @@ async def serve(
         await runtime.close()
         log.info("stopped")
     return code
+
+
+def cmd_serve(args: argparse.Namespace, parts: frozenset[str]) -> int:
+    settings = settings_from(args)
+    logs.configure(settings.log_level, settings.log_format)
+    return run_loop(
+        serve(
+            settings,
+            with_router="router" in parts,
+            with_api="api" in parts,
+            with_scheduler="scheduler" in parts,
+            embedded=args.embedded,
+            demo=getattr(args, "demo", False),
+            once=getattr(args, "once", False),
+        )
+    )
+
+
+def add_parser(sub: Any) -> None:
+    for name, help_text, parts in (
+        (
+            "serve",
+            "run router, HTTP API and deadline scheduler in one process",
+            {"router", "api", "scheduler"},
+        ),
+        ("router", "run only the router (consumer of router.contacts)", {"router"}),
+        ("api", "run only the HTTP API", {"api"}),
+        ("scheduler", "run only the deadline scheduler", {"scheduler"}),
+    ):
+        s = sub.add_parser(name, help=help_text)
+        s.add_argument(
+            "--embedded",
+            choices=["auto", "always", "never"],
+            default="auto",
+            help="in-process transport and store: only when no server is reachable (auto)",
+        )
+        if "api" in parts:
+            s.add_argument("--port", type=int, help="HTTP port (default: HTTP_PORT or 8080)")
+        if name == "serve":
+            s.add_argument(
+                "--demo", action="store_true", help="send sample contacts and print where each went"
+            )
+            s.add_argument(
+                "--once", action="store_true", help="with --demo: stop after the samples are routed"
+            )
+        s.set_defaults(func=lambda a, p=frozenset(parts): cmd_serve(a, p))
