@@ -38,6 +38,7 @@ from router.core.tenants import Tenant
 from router.core.tenants import load as load_tenants
 from router.core.topology import Names
 from router.embedded.broker import BANNER, MemoryBroker, MemoryContactPublisher, MemoryOutbound, MemoryRouter
+from router.embedded.store import memory_redis
 from router.http.app import ApiContext, create_app
 from router.redis.casestore import RedisCaseStore
 from router.redis.keys import Keys
@@ -186,11 +187,9 @@ async def build(
             )
     keys = Keys(settings.namespace)
     if use_embedded:
-        import fakeredis
-
         log.warning("embedded_mode", message=BANNER)
         broker = MemoryBroker()
-        fake = fakeredis.FakeAsyncRedis()
+        fake = memory_redis()
         store: Store = RedisStore(fake, keys)
         outbound: Outbound = MemoryOutbound(broker)
         casework = Casework(RedisCaseStore(fake, keys), names, tenants, clock, outbound)
