@@ -160,7 +160,10 @@ def phone_outcome(state: CaseState, desk: Desk) -> tuple[Change, str]:
         closed, _ = casework.close(state, desk, resolution="answered on the phone", agent=agent)
         return change.merge(closed), "answered"
     if outcome == "transferred" and to_team and to_team != state.team:
-        moved, result = casework.transfer(state, desk, to_team=to_team, note=note, agent=agent)
+        try:
+            moved, result = casework.transfer(state, desk, to_team=to_team, note=note, agent=agent)
+        except CaseError:  # refused at the limit and the tenant has no callback norm: routed as it is
+            return change, "routed"
         return change.merge(moved), "callback_requested" if isinstance(result, CaseError) else "transferred"
     if outcome == "colleague_unavailable":
         try:

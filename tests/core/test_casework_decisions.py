@@ -307,3 +307,19 @@ def test_the_transfer_count_never_exceeds_the_limit(
     if refused and channel in casework.SYNCHRONOUS_CHANNELS:
         origins = [cb["origin"] for cb in state.callbacks.values()]
         assert origins.count("transfer_refused") == refused
+
+
+def without_callback_norm(tenant: Tenant) -> Tenant:
+    rules = tenant.loaded.rules
+    norms = type(rules.norms)(tuple(n for n in rules.norms.root if n.kind.value != "callback"))
+    rules = rules.model_copy(update={"norms": norms})
+    return dataclasses.replace(tenant, loaded=dataclasses.replace(tenant.loaded, rules=rules))
+
+
+@pytest.mark.parametrize("outcome", ["transferred", "colleague_unavailable"])
+def test_a_phone_note_for_a_tenant_without_a_callback_norm_is_routed_as_it_is(outcome: str) -> None:
+    tenant = without_callback_norm(with_limit(TENANTS["ommen"], 0))
+    assert tenant.loaded.rules.callback_term() is None
+    note = contact(**{"phone.outcome": outcome, "phone.to_team": "burgerzaken"})
+    decided = route(note, tenant, NAMES, WED_10, "t")
+    assert (decided.summary, decided.staged.team, decided.staged.callbacks) == ("routed", "kcc", {})
