@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import aio_pika
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from adapters.kit.acks import SmtpAckSender
 from adapters.kit.context import AdapterContext
@@ -76,20 +77,62 @@ async def declare_topology(settings: Settings, tenants: dict[str, Tenant]) -> No
         )
 
 
-async def _declare_when_reachable(settings: Settings, tenants: dict[str, Tenant]) -> None:
-    """Declare the topology, waiting for the broker during start-up (compose starts things together)."""
-    deadline = asyncio.get_running_loop().time() + settings.startup_timeout
+async def _until_reachable(what: str, attempt: Callable[[], Awaitable[None]], within: float) -> None:
+    """Retry `attempt` with back-off for up to `within` seconds (compose starts everything at once),
+    saying what is awaited; then give up with a message that says what to start."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
     delay = 0.5
     while True:
         try:
-            await declare_topology(settings, tenants)
+            await attempt()
             return
-        except (OSError, aio_pika.exceptions.AMQPException, ConnectionError) as exc:
-            if asyncio.get_running_loop().time() + delay > deadline:
-                raise RuntimeError(f"RabbitMQ not reachable at start-up: {type(exc).__name__}") from exc
-            log.warning("waiting_for_broker", error=type(exc).__name__, retry_in=delay)
-            await asyncio.sleep(delay)
+        except (OSError, aio_pika.exceptions.AMQPException, ConnectionError, RedisError) as exc:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise RuntimeError(
+                    f"{what} not reachable at start-up after {within:g} s ({type(exc).__name__}); "
+                    f"start it, or raise STARTUP_TIMEOUT"
+                ) from exc
+            log.warning("waiting_for_" + what.lower(), error=type(exc).__name__, retry_in=min(delay, left))
+            await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, 5.0)
+
+
+async def _declare_when_reachable(settings: Settings, tenants: dict[str, Tenant]) -> None:
+    """Declare the topology, waiting for the broker during start-up."""
+    await _until_reachable("RabbitMQ", lambda: declare_topology(settings, tenants), settings.startup_timeout)
+
+
+async def _redis_when_reachable(settings: Settings) -> aioredis.Redis:
+    """A Redis client once the server answers; a Redis that keeps nothing on disk is reported loudly."""
+    client = redis_client(settings.redis_url)
+
+    async def ping() -> None:
+        await client.ping()
+
+    try:
+        await _until_reachable("Redis", ping, settings.startup_timeout)
+    except RuntimeError:
+        await client.aclose()
+        raise
+    await _report_durability(client)
+    return client
+
+
+async def _report_durability(client: aioredis.Redis) -> None:
+    try:
+        aof = (await client.config_get("appendonly")).get("appendonly")
+        save = (await client.config_get("save")).get("save")
+    except RedisError:  # CONFIG is often disabled on managed Redis: nothing to report
+        return
+    if aof in ("no", b"no") and save in ("", b""):
+        log.warning(
+            "redis_keeps_nothing_on_disk",
+            message="Redis has neither AOF nor RDB snapshots: if it restarts, the state of every contact "
+            "routed so far, its deadline timers and the team work lists are lost (RELIABILITY.md). "
+            "Production runs Redis with appendonly yes.",
+        )
 
 
 @dataclass
@@ -164,11 +207,13 @@ async def build(
     *,
     with_router: bool,
     with_scheduler: bool = False,
-    embedded: str = "auto",
+    embedded: str = "never",
     clock: Clock | None = None,
     tenants: dict[str, Tenant] | None = None,
 ) -> Runtime:
-    """embedded: 'auto' (only when neither server is reachable), 'always' or 'never'."""
+    """embedded: 'never' (wait up to STARTUP_TIMEOUT for each of RabbitMQ and Redis, then fail),
+    'always', or 'auto': embedded only when neither server is reachable right now. Only the quick
+    start (`serve --demo`) asks for 'auto'; a production process never pretends."""
     tenants = tenants if tenants is not None else load_tenants(settings.rules_dir)
     clock = clock or SystemClock()
     names = Names(settings.namespace)
@@ -176,15 +221,7 @@ async def build(
     if embedded == "auto":
         amqp_ok = await reachable(settings.amqp_url, 5672)
         redis_ok = await reachable(settings.redis_url, 6379)
-        if not amqp_ok and not redis_ok:
-            use_embedded = True
-        elif not (amqp_ok and redis_ok):
-            missing = "RabbitMQ" if not amqp_ok else "Redis"
-            raise RuntimeError(
-                f"{missing} is not reachable "
-                f"({settings.amqp_url if not amqp_ok else settings.redis_url}) while the "
-                "other one is; start it, or run with --embedded always for an in-memory demo"
-            )
+        use_embedded = not amqp_ok and not redis_ok
     keys = Keys(settings.namespace)
     if use_embedded:
         log.warning("embedded_mode", message=BANNER)
@@ -212,8 +249,12 @@ async def build(
             runtime.scheduler = Scheduler(fake, keys, names, casework, outbound, clock)
         return runtime
 
-    await _declare_when_reachable(settings, tenants)
-    client = redis_client(settings.redis_url)
+    client = await _redis_when_reachable(settings)
+    try:
+        await _declare_when_reachable(settings, tenants)
+    except RuntimeError:
+        await client.aclose()
+        raise
     store = RedisStore(client, keys)
     publisher = AmqpContactPublisher(settings.amqp_url, names)
     outbound = AmqpOutbound(settings.amqp_url)

@@ -123,14 +123,18 @@ async def serve(
 def cmd_serve(args: argparse.Namespace, parts: frozenset[str]) -> int:
     settings = settings_from(args)
     logs.configure(settings.log_level, settings.log_format)
+    demo = getattr(args, "demo", False)
+    # Only the quick start may choose the embedded mode by itself; a service process waits for its
+    # servers and fails loudly rather than serve nothing.
+    embedded = "never" if args.embedded == "auto" and not demo else args.embedded
     return run_loop(
         serve(
             settings,
             with_router="router" in parts,
             with_api="api" in parts,
             with_scheduler="scheduler" in parts,
-            embedded=args.embedded,
-            demo=getattr(args, "demo", False),
+            embedded=embedded,
+            demo=demo,
             once=getattr(args, "once", False),
         )
     )
@@ -152,7 +156,8 @@ def add_parser(sub: Any) -> None:
             "--embedded",
             choices=["auto", "always", "never"],
             default="auto",
-            help="in-process transport and store: only when no server is reachable (auto)",
+            help="in-process transport and store: 'auto' = only for `serve --demo` when no server is "
+            "reachable; otherwise the process waits STARTUP_TIMEOUT for RabbitMQ and Redis, then exits",
         )
         if "api" in parts:
             s.add_argument("--port", type=int, help="HTTP port (default: HTTP_PORT or 8080)")

@@ -1,0 +1,87 @@
+"""Start-up never pretends (issue 12): a service process waits for RabbitMQ and Redis, each, up to
+STARTUP_TIMEOUT, says what it waits for, and exits non-zero; only the quick start (`serve --demo`) may
+choose the embedded mode by itself. A Redis that keeps nothing on disk is reported at start-up."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+import structlog
+
+from router.service import _report_durability
+from tests.conftest import AMQP_URL, REDIS_URL, ROOT
+
+# Ports nothing listens on (refused at once).
+AMQP_DOWN = "amqp://guest:guest@127.0.0.1:1/"
+REDIS_DOWN = "redis://127.0.0.1:2/0"
+TIMEOUT = 3.0
+
+
+def start(*args: str, amqp: str, redis: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    env = {
+        **os.environ,
+        "AMQP_URL": amqp,
+        "REDIS_URL": redis,
+        "STARTUP_TIMEOUT": str(TIMEOUT),
+        "LOG_FORMAT": "json",
+        "HTTP_PORT": "0",
+    }
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "router.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done, time.monotonic() - began
+
+
+@pytest.mark.parametrize("command", [["router"], ["api"], ["scheduler"], ["serve"]])
+def test_with_both_servers_down_a_service_process_waits_and_exits_without_embedded_mode(
+    command: list[str],
+) -> None:
+    done, took = start(*command, amqp=AMQP_DOWN, redis=REDIS_DOWN)
+    assert done.returncode != 0
+    assert took >= TIMEOUT, f"gave up after {took:.1f} s"
+    assert "not reachable at start-up" in done.stderr and "STARTUP_TIMEOUT" in done.stderr
+    assert "waiting_for_" in done.stderr
+    assert "EMBEDDED" not in done.stderr + done.stdout
+
+
+def test_with_only_redis_down_the_router_waits_the_startup_timeout(servers: None) -> None:
+    done, took = start("router", amqp=AMQP_URL, redis=REDIS_DOWN)
+    assert done.returncode != 0
+    assert took >= TIMEOUT, f"gave up after {took:.1f} s"
+    assert "waiting_for_redis" in done.stderr and "Redis not reachable at start-up" in done.stderr
+
+
+def test_with_only_rabbitmq_down_the_router_waits_the_startup_timeout(servers: None) -> None:
+    done, took = start("router", amqp=AMQP_DOWN, redis=REDIS_URL)
+    assert done.returncode != 0
+    assert took >= TIMEOUT, f"gave up after {took:.1f} s"
+    assert "waiting_for_rabbitmq" in done.stderr and "RabbitMQ not reachable at start-up" in done.stderr
+
+
+def test_the_quick_start_alone_falls_back_to_the_embedded_mode() -> None:
+    done, _ = start("serve", "--demo", "--once", amqp=AMQP_DOWN, redis=REDIS_DOWN)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "EMBEDDED MODE" in done.stderr
+
+
+async def test_a_redis_that_keeps_nothing_on_disk_is_reported(redis_client: Any) -> None:
+    aof = (await redis_client.config_get("appendonly"))["appendonly"]
+    save = (await redis_client.config_get("save"))["save"]
+    with structlog.testing.capture_logs() as logs:
+        await _report_durability(redis_client)
+    reported = [e for e in logs if e["event"] == "redis_keeps_nothing_on_disk"]
+    if aof in ("no", b"no") and save in ("", b""):
+        assert len(reported) == 1 and "timers" in reported[0]["message"]
+    else:
+        assert reported == []
