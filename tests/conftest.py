@@ -1,13 +1,16 @@
-"""Fixtures for tests against the real RabbitMQ and Redis.
+"""Fixtures for tests against the real RabbitMQ and Redis, and for behaviour tests that run twice.
 
 Every test gets its own namespace (a prefix for exchanges, queues and Redis keys), removed afterwards,
 so tests never see each other's messages. A missing server fails the run, with instructions: the test
 command (scripts/test) starts local servers when it can; nothing is skipped silently.
+
+`backend`: a behaviour test that takes it runs once on the embedded implementation and once on the real
+RabbitMQ and Redis, from one body (tests/backends.py); `h` is the real one alone, for tests of what only
+the real one has.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import sys
@@ -21,15 +24,14 @@ import aio_pika
 import pytest
 import redis.asyncio as aioredis
 import structlog
-from aiohttp.test_utils import TestClient, TestServer
 
 from router.core.clock import ManualClock
 from router.core.tenants import Tenant
 from router.core.tenants import load as load_tenants
-from router.http.app import create_app
-from router.service import build
 from router.settings import Settings
-from tests.harness import AMS, Harness, drain_queue
+from tests.backends import BACKENDS, open_harness
+from tests.backends import drain as drain  # re-exported: tests take queues with it
+from tests.harness import AMS, Harness
 
 # Logs to stderr, as in production (router/logs.py): a command's stdout under test holds only its own
 # output, even while a router in the same process logs. Not cached, so structlog.testing.capture_logs
@@ -129,17 +131,6 @@ async def delete_namespace(conn: aio_pika.abc.AbstractConnection, namespace: str
             channel = await conn.channel()
 
 
-async def drain(
-    conn: aio_pika.abc.AbstractConnection, queue: str, *, settle: float = 0.3
-) -> list[aio_pika.abc.AbstractIncomingMessage]:
-    """Take every message currently in `queue` (acked), waiting `settle` seconds for stragglers."""
-    channel = await conn.channel()
-    q = await channel.get_queue(queue, ensure=True)
-    out = await drain_queue(q, settle)
-    await channel.close()
-    return out
-
-
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(datetime(2026, 5, 13, 10, 0, tzinfo=AMS))
@@ -149,14 +140,27 @@ def clock() -> ManualClock:
 async def h(
     settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any, clock: ManualClock
 ) -> AsyncIterator[Harness]:
-    rt = await build(settings, with_router=True, with_scheduler=True, embedded="never", clock=clock)
-    assert rt.router is not None
-    rt.tasks.append(asyncio.create_task(rt.router.run()))
-    channel = await amqp.channel()
-    events = await channel.declare_queue(exclusive=True)
-    await events.bind(rt.names("events"), routing_key="#")
-    client: TestClient[Any, Any] = TestClient(TestServer(create_app(rt.api_context())))
-    await client.start_server()
-    yield Harness(rt, client, clock, events)
-    await client.close()
-    await rt.close()
+    """The real backend alone: for tests of what only RabbitMQ and Redis have."""
+    async with open_harness("real", settings, clock, amqp) as harness:
+        yield harness
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_kind(request: pytest.FixtureRequest) -> tuple[str, aio_pika.abc.AbstractConnection | None]:
+    """Which backend, with the real one's server fixtures (they clean the namespace afterwards). A sync
+    fixture, so it can ask for those async fixtures only when the real backend is chosen: the embedded
+    run needs no server at all."""
+    if request.param == "real":
+        request.getfixturevalue("redis_client")
+        return "real", request.getfixturevalue("amqp")
+    return "embedded", None
+
+
+@pytest.fixture
+async def backend(
+    backend_kind: tuple[str, aio_pika.abc.AbstractConnection | None], settings: Settings, clock: ManualClock
+) -> AsyncIterator[Harness]:
+    """A running router + API (+ scheduler, ticked by the test) on each backend in turn."""
+    kind, amqp = backend_kind
+    async with open_harness(kind, settings, clock, amqp) as harness:
+        yield harness

@@ -1,23 +1,24 @@
-"""The routing spine against the real RabbitMQ and Redis: a contact lands in the right team queue,
-once, and bad input ends in router.dead with a reason."""
+"""The routing spine: a contact lands in the right team queue, once, and bad input ends in router.dead
+with a reason. Each test runs on the embedded backend and on the real RabbitMQ and Redis (`backend`),
+except where a comment says why it is about the real one alone (`h`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
-import aio_pika
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from router.core.topology import H_DEAD_REASON, Names
-from router.http.app import create_app
-from router.service import Runtime, build, start
-from router.settings import Settings
-from tests.conftest import drain
+from router.core import topology
+from router.core.contact import contact_id
+from router.core.pipeline import BatchResult
+from router.core.ports import Delivery
+from router.core.topology import H_DEAD_REASON
+from tests.backends import publish_raw as publish_raw  # re-exported: other test modules use it
+from tests.harness import AMS, Harness, Received, wait_routed
 
 
 def contact_json(
@@ -35,109 +36,86 @@ def contact_json(
     return data
 
 
-async def publish_raw(conn: aio_pika.abc.AbstractConnection, names: Names, key: str, body: bytes) -> None:
-    channel = await conn.channel(publisher_confirms=True)
-    exchange = await channel.get_exchange(names("contacts"))
-    await exchange.publish(
-        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=str(uuid.uuid4())),
-        routing_key=key,
-    )
-    await channel.close()
-
-
-@pytest.fixture
-async def runtime(
-    settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any
-) -> AsyncIterator[Runtime]:
-    rt = await build(settings, with_router=True, embedded="never")
-    await start(rt)
-    for _ in range(100):
-        if rt.router is not None and rt.router.ready:
-            break
-        await asyncio.sleep(0.05)
-    yield rt
-    await rt.close()
-
-
-async def wait_routed(rt: Runtime, cid: str, within: float = 10) -> dict[str, str]:
-    for _ in range(int(within / 0.05)):
-        record = await rt.store.get(cid)
-        if record is not None and record.fields.get("status") == "routed":
-            return record.fields
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"contact {cid} was not routed within {within}s")
-
-
 async def test_contact_published_to_exchange_lands_in_team_queue_and_is_visible_over_http(
-    runtime: Runtime, amqp: aio_pika.abc.AbstractConnection
+    backend: Harness,
 ) -> None:
-    names = runtime.names
+    # The router's clock is days past the contact's receipt: the deadlines count from receipt.
+    backend.clock.set(datetime(2026, 5, 18, 9, 0, tzinfo=AMS))
     data = contact_json()
-    await publish_raw(amqp, names, "ommen.mail", json.dumps(data).encode())
-    from router.core.contact import contact_id
+    await backend.publish_raw("ommen.mail", json.dumps(data).encode())
 
     cid = contact_id("ommen", "test", data["source"]["native_id"])
-    fields = await wait_routed(runtime, cid)
+    fields = await wait_routed(backend.rt, cid)
     assert fields["team"] == "burgerzaken"
 
-    msgs = await drain(amqp, names.team_queue("ommen", "burgerzaken"))
+    msgs = await backend.team_queue("ommen", "burgerzaken")
     assert [m.message_id for m in msgs] == [cid]
     envelope = json.loads(msgs[0].body)
     assert envelope["routing"]["team"] == "burgerzaken"
     assert envelope["routing"]["rule"] == "reisdocumenten"
-    assert envelope["routing"]["rule_at"].startswith(str(runtime.settings.rules_dir / "ommen.yaml") + ":")
+    assert envelope["routing"]["rule_at"].startswith(str(backend.rt.settings.rules_dir / "ommen.yaml") + ":")
     # Mail to Ommen, reaction within 5 workdays. Day 0 Wed 13 May; Thu 14 is Hemelvaartsdag; workdays
     # Fri 15, Mon 18, Tue 19, Wed 20, Thu 21 -> Thu 21 May 17:00.
     respond = [d for d in envelope["routing"]["deadlines"] if d["kind"] == "respond"]
     assert respond[0]["due"] == "2026-05-21T17:00:00+02:00"
 
-    client = TestClient(TestServer(create_app(runtime.api_context())))
-    await client.start_server()
-    try:
-        resp = await client.get(f"/v1/contacts/{cid}", headers={"X-API-Key": "secret-key"})
-        assert resp.status == 200
-        body = await resp.json()
-        assert body["team"] == "burgerzaken" and body["status"] == "routed"
-        assert body["contact"]["subject"] == "Paspoort verlopen"
-        assert body["history"][0]["event"] == "contact.routed"
-        # The Ommen agent key sees it; no key does not.
-        assert (await client.get(f"/v1/contacts/{cid}", headers={"X-API-Key": "ommen-key"})).status == 200
-        assert (await client.get(f"/v1/contacts/{cid}")).status == 401
-    finally:
-        await client.close()
+    client = backend.client
+    resp = await client.get(f"/v1/contacts/{cid}", headers={"X-API-Key": "secret-key"})
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["team"] == "burgerzaken" and body["status"] == "routed"
+    assert body["contact"]["subject"] == "Paspoort verlopen"
+    assert body["history"][0]["event"] == "contact.routed"
+    # The Ommen agent key sees it; no key does not.
+    assert (await client.get(f"/v1/contacts/{cid}", headers={"X-API-Key": "ommen-key"})).status == 200
+    assert (await client.get(f"/v1/contacts/{cid}")).status == 401
 
 
-async def test_same_contact_published_twice_is_routed_once(
-    runtime: Runtime, amqp: aio_pika.abc.AbstractConnection
-) -> None:
-    names = runtime.names
+async def test_same_contact_published_twice_is_routed_once(backend: Harness) -> None:
     data = contact_json(native_id="dup-1")
     body = json.dumps(data).encode()
-    await publish_raw(amqp, names, "ommen.mail", body)
-    await publish_raw(amqp, names, "ommen.mail", body)
-    from router.core.contact import contact_id
+    await backend.publish_raw("ommen.mail", body)
+    await backend.publish_raw("ommen.mail", body)
 
     cid = contact_id("ommen", "test", "dup-1")
-    await wait_routed(runtime, cid)
+    await wait_routed(backend.rt, cid)
     await asyncio.sleep(0.5)  # give the second copy time to be (not) routed
-    msgs = await drain(amqp, names.team_queue("ommen", "burgerzaken"))
+    msgs = await backend.team_queue("ommen", "burgerzaken")
     assert [m.message_id for m in msgs] == [cid]
-    router_q = await drain(amqp, names("router.contacts"))
-    assert router_q == []
+    assert await backend.router_queue() == []
 
 
-async def test_malformed_json_and_unknown_tenant_are_dead_lettered_with_reason(
-    runtime: Runtime, amqp: aio_pika.abc.AbstractConnection
-) -> None:
-    names = runtime.names
-    await publish_raw(amqp, names, "ommen.mail", b'{"tenant": "ommen", ')
-    await publish_raw(amqp, names, "zwolle.mail", json.dumps(contact_json(tenant="zwolle")).encode())
-    await publish_raw(
-        amqp, names, "ommen.mail", json.dumps(contact_json(received_at="2026-05-13T10:00:00")).encode()
+async def test_each_publish_carries_its_own_message_id_and_the_idempotency_key(backend: Harness) -> None:
+    """The publisher's side of "routed once" (README, Delivery guarantee): every publish a fresh
+    message id (the router's claim token: a copy sent again is another message), and the idempotency
+    key and contact id in headers."""
+    await backend.stop_router()
+    contact = backend.contact("ommen", "mail", "Paspoort verlopen")
+    await backend.rt.publisher.publish(contact)
+    await backend.rt.publisher.publish(contact)
+    inputs = await backend.router_queue()
+    assert len(inputs) == 2
+    ids = [m.message_id for m in inputs]
+    assert all(ids) and ids[0] != ids[1], ids
+    for m in inputs:
+        assert [m.routing_key, json.loads(m.body)["source"]] == [
+            "ommen.mail",
+            {"adapter": "test", "native_id": contact.source.native_id},
+        ]
+        headers = m.headers or {}
+        assert headers[topology.H_IDEMPOTENCY] == contact.idempotency_key
+        assert headers[topology.H_CONTACT_ID] == contact.cid
+
+
+async def test_malformed_json_and_unknown_tenant_are_dead_lettered_with_reason(backend: Harness) -> None:
+    await backend.publish_raw("ommen.mail", b'{"tenant": "ommen", ')
+    await backend.publish_raw("zwolle.mail", json.dumps(contact_json(tenant="zwolle")).encode())
+    await backend.publish_raw(
+        "ommen.mail", json.dumps(contact_json(received_at="2026-05-13T10:00:00")).encode()
     )
-    dead: list[aio_pika.abc.AbstractIncomingMessage] = []
+    dead: list[Received] = []
     for _ in range(100):
-        dead += await drain(amqp, names("router.dead"), settle=0.1)
+        dead += await backend.dead_letters(settle=0.1)
         if len(dead) >= 3:
             break
     reasons = sorted(str((m.headers or {})[H_DEAD_REASON]) for m in dead)
@@ -149,35 +127,55 @@ async def test_malformed_json_and_unknown_tenant_are_dead_lettered_with_reason(
     assert any(m.body == b'{"tenant": "ommen", ' for m in dead)
     # The router keeps routing after bad input.
     data = contact_json()
-    await publish_raw(amqp, names, "ommen.mail", json.dumps(data).encode())
-    from router.core.contact import contact_id
-
-    await wait_routed(runtime, contact_id("ommen", "test", data["source"]["native_id"]))
+    await backend.publish_raw("ommen.mail", json.dumps(data).encode())
+    await wait_routed(backend.rt, contact_id("ommen", "test", data["source"]["native_id"]))
 
 
-async def test_a_team_item_larger_than_an_amqp_frame_arrives_whole(
-    runtime: Runtime, amqp: aio_pika.abc.AbstractConnection
+async def test_a_surprise_error_in_a_batch_does_not_stop_routing(
+    backend: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A bug or a hiccup while a batch is staged must not end the router while the process lives on
+    and says it is ready: the batch comes back and is routed (on RabbitMQ: the session is rebuilt and
+    the broker redelivers the unacked batch)."""
+    assert backend.rt.router is not None
+    core = backend.rt.router.core
+    real = core.stage
+    calls = 0
+
+    async def flaky(deliveries: list[Delivery]) -> BatchResult:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("surprise")
+        return await real(deliveries)
+
+    monkeypatch.setattr(core, "stage", flaky)
+    cid = await backend.route("ommen", "mail", "Paspoort verlopen")
+    assert calls >= 2
+    assert [m.message_id for m in await backend.team_queue("ommen", "burgerzaken")] == [cid]
+    assert (await backend.client.get("/readyz")).status == 200
+
+
+# Real backend only: AMQP frames (the broker's frame_max) exist only on the wire to RabbitMQ; the
+# embedded broker hands bytes over in memory.
+async def test_a_team_item_larger_than_an_amqp_frame_arrives_whole(h: Harness) -> None:
     """The router writes a batch's frames itself (router/amqp/consumer.py AmqpTx): a team item bigger than
     the broker's frame size (128 KB) goes out as several body frames and must arrive byte for byte, in
     the same batch as small ones."""
-    from router.core.contact import contact_id
-
-    names = runtime.names
     # 100,000 characters (the most a body may have), 60,000 of them a 3-byte '€': a ~230 KB team item.
     big_body = ("Paspoort verlopen, één vraag over kosten. " * 1000)[:40_000] + "€" * 60_000
     contacts = [
         contact_json(native_id=f"big-{i}", body=big_body if i % 2 else "Paspoort kwijt") for i in range(4)
     ]
     for data in contacts:
-        await publish_raw(amqp, names, "ommen.mail", json.dumps(data).encode())
+        await h.publish_raw("ommen.mail", json.dumps(data).encode())
     ids = [contact_id("ommen", "test", d["source"]["native_id"]) for d in contacts]
     for cid in ids:
-        await wait_routed(runtime, cid)
-    msgs = await drain(amqp, names.team_queue("ommen", "burgerzaken"))
-    assert sorted(m.message_id for m in msgs) == sorted(ids)
+        await wait_routed(h.rt, cid)
+    msgs = await h.team_queue("ommen", "burgerzaken")
+    assert sorted(str(m.message_id) for m in msgs) == sorted(ids)
     sizes = {m.message_id: len(m.body) for m in msgs}
     assert max(sizes.values()) > 131_072
     for m in msgs:
-        sent = contacts[ids.index(m.message_id)]
+        sent = contacts[ids.index(str(m.message_id))]
         assert json.loads(m.body)["contact"]["body"] == sent["body"]

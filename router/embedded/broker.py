@@ -7,8 +7,10 @@ user can watch contacts being routed; production uses RabbitMQ and Redis (docker
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from router import logs
@@ -68,8 +70,12 @@ class MemoryContactPublisher:
         self.names = names
 
     async def publish(self, contact: Contact) -> None:
+        # As router.amqp.publisher sends it: a fresh message id per publish (the router's claim token,
+        # so a copy sent again is another message, as on RabbitMQ) and the idempotency key in a header.
         body = contact.model_dump_json(exclude={"reference"}).encode()
-        await self.broker.inbox.put(Delivery(body, None, f"{contact.tenant}.{contact.channel}", {}, False))
+        headers = {topology.H_IDEMPOTENCY: contact.idempotency_key, topology.H_CONTACT_ID: contact.cid}
+        key = f"{contact.tenant}.{contact.channel}"
+        await self.broker.inbox.put(Delivery(body, str(uuid.uuid4()), key, headers, False))
 
     async def close(self) -> None:
         return None
@@ -88,20 +94,41 @@ class MemoryRouter:
 
     async def run(self) -> None:
         log.warning("embedded_mode", message=BANNER)
-        while not self._stop.is_set():
-            try:
-                first = await asyncio.wait_for(self.broker.inbox.get(), 0.2)
-            except TimeoutError:
-                continue
-            batch = [first]
-            while not self.broker.inbox.empty() and len(batch) < 100:
-                batch.append(self.broker.inbox.get_nowait())
-            tx = MemoryTx(self.broker)
+        try:
+            while not self._stop.is_set():
+                try:
+                    first = await asyncio.wait_for(self.broker.inbox.get(), 0.2)
+                except TimeoutError:
+                    continue
+                batch = [first]
+                while not self.broker.inbox.empty() and len(batch) < 100:
+                    batch.append(self.broker.inbox.get_nowait())
+                await self._route(batch)
+        finally:
+            self.ready = False
+
+    async def _route(self, batch: list[Delivery]) -> None:
+        tx = MemoryTx(self.broker)
+        try:
             result = await self.core.handle(batch, tx)
+        except Exception as exc:
+            # As on RabbitMQ, where the session ends and the broker redelivers the unacked batch: nothing
+            # of it was published (MemoryTx publishes at commit), so the whole batch goes back, and the
+            # router goes on instead of dying while the process still says it is ready.
+            log.error("router_batch_failed", error=type(exc).__name__, size=len(batch), exc_info=exc)
+            for d in batch:
+                await self.broker.inbox.put(replace(d, redelivered=True))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 0.2)
+            return
+        try:
             await self.core.after_commit(result)
-            self.routed += len(result.routed)
-            for d in result.busy:
-                await self.broker.inbox.put(d)
+        except Exception as exc:
+            # Published already: not routed again (the real router, too, goes on after a committed batch).
+            log.error("router_record_failed", error=type(exc).__name__, size=len(result.routed), exc_info=exc)
+        self.routed += len(result.routed)
+        for d in result.busy:
+            await self.broker.inbox.put(d)
 
     def team_messages(self, names: Names) -> list[Published]:
         return list(self.broker.published[names(topology.TEAMS)])
