@@ -53,12 +53,16 @@ class ServiceThread:
             self.ready.set()
 
     async def _serve(self) -> None:
-        from router.service import run_http
+        from adapters.kit.wiring import start_adapters, stop_adapters
+        from router.service import context_for_runtime, run_http
 
         self.runtime = await build(self.settings, with_router=True, embedded="never")
         await start(self.runtime)
+        # As `serve` runs it: the API with the enabled channel adapters' routes.
+        adapters = await context_for_runtime(self.runtime)
+        await start_adapters(adapters)
         self.stop_event = asyncio.Event()
-        http = asyncio.create_task(run_http(self.runtime, self.stop_event))
+        http = asyncio.create_task(run_http(self.runtime, self.stop_event, adapters))
         for _ in range(100):
             await asyncio.sleep(0.05)
             try:
@@ -74,6 +78,7 @@ class ServiceThread:
             await asyncio.sleep(0.05)
         self.ready.set()
         await http
+        await stop_adapters(adapters, within=5)
         await self.runtime.close()
 
     def __enter__(self) -> ServiceThread:

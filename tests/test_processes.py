@@ -115,4 +115,4 @@ async def test_a_router_waits_for_the_broker_then_gives_up_with_a_clear_message(
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     assert b"cannot start: RabbitMQ not reachable at start-up" in err
-    assert err.count(b"waiting_for_broker") >= 2
+    assert err.count(b"waiting_for_rabbitmq") >= 2

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from adapters.kit.openapi import ApiSpec
 from adapters.kit.publisher import PublishError
 from router import logs
-from router.core.contact import Contact, summarise_errors
+from router.core.contact import Contact, admission_problems, summarise_errors
 
 if TYPE_CHECKING:
     from adapters.kit.context import AdapterContext
@@ -155,6 +155,11 @@ async def submit(adapter: ChannelAdapter, inbound: Inbound, ctx: AdapterContext)
             reason=dead.reason,
         )
         return Outcome(dead_reason=dead.reason)
+    now = ctx.clock.now()
+    for contact in contacts:
+        if problems := admission_problems(contact, now):
+            # Checked before anything is published: what is accepted is routed.
+            raise Rejected("not accepted", problems)
     for contact in contacts:
         if contact.source.adapter != adapter.name:
             # Another adapter's name would let one channel overwrite another's contacts.

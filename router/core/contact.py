@@ -10,7 +10,7 @@ import base64
 import functools
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     computed_field,
+    field_validator,
     model_validator,
 )
 
@@ -37,6 +38,19 @@ _ID_NAMESPACE = uuid.UUID("6f1d0f53-4c59-4c8e-9a55-2b3f1c1e7a10")
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
 ShortText = Annotated[str, StringConstraints(max_length=500)]
+
+# The moments a contact can have been received. The calendar computes deadlines up to years ahead of
+# received_at, so the model bounds it statically; "not in the future" needs a clock and is checked where
+# a contact is accepted (`admission_problems`). Before 1900 is a typo or a zero value, not a letter.
+RECEIVED_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+RECEIVED_MAX = datetime(2200, 1, 1, tzinfo=UTC)
+# An entry point's own clock and the sender's may differ a little; more than this is a wrong date.
+MAX_FUTURE_AT_ENTRY = timedelta(minutes=5)
+# The router accepts more, so that nothing an entry point accepted is refused later because two
+# machines' clocks differ: an hour of skew between an entry point and a router is tolerated.
+MAX_FUTURE_AT_ROUTER = timedelta(hours=1)
+# Metadata that becomes a field of a hop when the router carries out a phone note.
+_HOP_METADATA = {"phone.agent": 500}
 
 
 def _no_nul(value: str) -> str:
@@ -91,7 +105,9 @@ class Contact(_Model):
     )
     tenant: Identifier
     channel: Identifier = Field(description=f"One of {', '.join(KNOWN_CHANNELS)}, or an added channel.")
-    received_at: AwareDatetime
+    received_at: AwareDatetime = Field(
+        description="When the channel received it; from 1900 on, and not (more than minutes) in the future"
+    )
     source: Source
     sender: Sender | None = None
     subject: Annotated[str, StringConstraints(max_length=998)] | None = None
@@ -117,12 +133,28 @@ class Contact(_Model):
             data = {k: v for k, v in data.items() if k != "reference"}
         return data
 
+    @field_validator("received_at")
+    @classmethod
+    def _in_calendar_range(cls, value: datetime) -> datetime:
+        if not RECEIVED_MIN <= value < RECEIVED_MAX:
+            raise ValueError(f"must be from {RECEIVED_MIN.year} on and before {RECEIVED_MAX.year}")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _fits_a_hop(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, limit in _HOP_METADATA.items():
+            if len(value.get(key, "")) > limit:
+                raise ValueError(f"{key} must be at most {limit} characters")
+        return value
+
     @model_validator(mode="after")
     def _derive_id_and_check_text(self) -> Contact:
         for name in ("subject", "body"):
             value = getattr(self, name)
             if value is not None:
                 _no_nul(value)
+
         derived = contact_id(self.tenant, self.source.adapter, self.source.native_id)
         if self.id is None:
             self.id = derived
@@ -169,6 +201,18 @@ def find_reference(text: str) -> str | None:
     """A reference number quoted in free text (a mail subject), if any."""
     match = _REFERENCE_RE.search(text.upper())
     return match.group(0) if match else None
+
+
+def admission_problems(
+    contact: Contact, now: datetime, max_future: timedelta = MAX_FUTURE_AT_ENTRY
+) -> list[dict[str, str]]:
+    """What keeps a valid contact from being accepted now: the checks that need a clock. Every entry
+    point asks this before it says "accepted", and the router with a wider margin, so that nothing
+    accepted is refused later."""
+    if contact.received_at > now + max_future:
+        minutes = int(max_future.total_seconds() // 60)
+        return [{"field": "received_at", "message": f"is more than {minutes} minutes in the future"}]
+    return []
 
 
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:

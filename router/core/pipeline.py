@@ -86,7 +86,7 @@ class RoutingCore:
         self.lease_ms = lease_ms
 
     def parse(self, delivery: Delivery) -> tuple[Contact, Tenant] | Dead:
-        parsed = routing.parse(delivery, self.tenants)
+        parsed = routing.parse(delivery, self.tenants, self.clock.now())
         return Dead(delivery, parsed) if isinstance(parsed, str) else parsed
 
     def prepare(

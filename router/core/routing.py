@@ -27,7 +27,14 @@ from router.core import casework, topology
 from router.core.casework import NO_DEADLINE_SCORE, CaseError, CaseState, Change, Desk
 from router.core.classify import Decision
 from router.core.clock import epoch_ms
-from router.core.contact import Contact, Hop, find_reference, summarise_errors
+from router.core.contact import (
+    MAX_FUTURE_AT_ROUTER,
+    Contact,
+    Hop,
+    admission_problems,
+    find_reference,
+    summarise_errors,
+)
 from router.core.messages import OutMessage, dumps, event_message, team_item
 from router.core.ports import Delivery, Join, Staged
 from router.core.tenants import Deadline, Tenant
@@ -49,7 +56,7 @@ class Routed:
     summary: str = "routed"
 
 
-def parse(delivery: Delivery, tenants: Mapping[str, Tenant]) -> tuple[Contact, Tenant] | str:
+def parse(delivery: Delivery, tenants: Mapping[str, Tenant], now: datetime) -> tuple[Contact, Tenant] | str:
     """The contact and its tenant, or the reason it cannot be routed (names fields, never values)."""
     if len(delivery.body) > MAX_BODY_BYTES:
         return f"body too large: {len(delivery.body)} bytes (limit {MAX_BODY_BYTES})"
@@ -63,6 +70,8 @@ def parse(delivery: Delivery, tenants: Mapping[str, Tenant]) -> tuple[Contact, T
     tenant = tenants.get(contact.tenant)
     if tenant is None:
         return f"unknown tenant '{contact.tenant}'"
+    if problems := admission_problems(contact, now, MAX_FUTURE_AT_ROUTER):
+        return "invalid contact: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems)
     return contact, tenant
 
 

@@ -18,7 +18,7 @@ from adapters.kit.publisher import PublishError
 from router import logs
 from router.core.casework import CaseError, public_callback
 from router.core.clock import Clock
-from router.core.contact import Contact, field_errors
+from router.core.contact import Contact, admission_problems, field_errors
 from router.core.ports import StoreUnavailable
 from router.http import agents, openapi
 from router.http.auth import ApiKeys, require_credential
@@ -65,6 +65,8 @@ async def submit_contact(request: web.Request) -> web.Response:
         )
     if not cred.allows(contact.tenant):
         return error(403, f"this API key may not submit contacts for tenant '{contact.tenant}'")
+    if problems := admission_problems(contact, ctx.clock.now()):
+        return error(422, "invalid contact", problems)
     try:
         await ctx.publisher.publish(contact)
     except PublishError as exc:
