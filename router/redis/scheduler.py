@@ -8,7 +8,8 @@ operation, and a scheduler that dies mid-fire leaves a claim that lapses and is 
 another: once more at worst, never zero times. Timers of closed items, met deadlines and closed
 callback requests are dropped when they come due.
 
-The scheduler also relays outbox entries that an API process left unpublished (see casework.py).
+The scheduler also relays outbox entries that an API process left unpublished (see
+router/core/casework_service.py).
 """
 
 from __future__ import annotations
