@@ -6,11 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import datetime
-from email.message import EmailMessage
+from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import aio_pika
 import pytest
@@ -19,70 +16,42 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from adapters.kit import testing
 from adapters.kit.acks import SmtpAckSender
 from adapters.kit.context import AdapterContext
 from adapters.kit.http import ADAPTERS, add_routes
-from adapters.kit.publisher import ContactPublisher, PublishError
 from adapters.kit.settings import AdapterSettings
+from adapters.kit.testing import START, RecordingPublisher
 from adapters.kit.wiring import build_context, start_adapters, stop_adapters
 from router.core.clock import ManualClock
-from router.core.contact import Contact
 from router.http.app import create_app
 from router.redis.ratelimit import RedisRateLimiter
 from router.service import Runtime, build, start
 from router.settings import Settings
 from tests.conftest import drain
 
-# Wednesday 13 May 2026, 10:00 in Ommen: mail is answered within 5 workdays; Thursday 14 May is
-# Hemelvaartsdag, so the answer is due Thursday 21 May 2026.
-START = datetime(2026, 5, 13, 10, 0, tzinfo=ZoneInfo("Europe/Amsterdam"))
+# START (adapters.kit.testing) is Wednesday 13 May 2026, 10:00 in Ommen: mail is answered within 5
+# workdays; Thursday 14 May is Hemelvaartsdag, so the answer is due Thursday 21 May 2026.
 ANSWER_DATE_OMMEN_MAIL = "donderdag 21 mei 2026"
 APP_SECRET = "test-app-secret"
 VERIFY_TOKEN = "test-verify-token"
 WA_PHONE_ID_OMMEN = "106540352242922"
 WA_PHONE_ID_COEVORDEN = "106540352249999"
 
+# What the adapter tests configure (mail routes, acknowledgement senders, Meta secrets, accounts).
+ADAPTER_SETTINGS: dict[str, Any] = {
+    "adapters_enabled": "mail,webform,social,phone,counter",
+    "mail_routes": "info@ommen.nl:ommen,facturen@ommen.nl:ommen:facturen,@coevorden.nl:coevorden",
+    "ack_from": "ommen:noreply@ommen.nl,coevorden:noreply@coevorden.nl",
+    "meta_app_secret": APP_SECRET,
+    "meta_verify_token": VERIFY_TOKEN,
+    "social_accounts": f"{WA_PHONE_ID_OMMEN}:ommen,{WA_PHONE_ID_COEVORDEN}:coevorden",
+    "tenant_form_url": "ommen:https://www.ommen.nl/contact",
+}
+
 
 def adapter_settings(**overrides: Any) -> AdapterSettings:
-    values: dict[str, Any] = {
-        "adapters_enabled": "mail,webform,social,phone,counter",
-        "mail_routes": "info@ommen.nl:ommen,facturen@ommen.nl:ommen:facturen,@coevorden.nl:coevorden",
-        "ack_from": "ommen:noreply@ommen.nl,coevorden:noreply@coevorden.nl",
-        "meta_app_secret": APP_SECRET,
-        "meta_verify_token": VERIFY_TOKEN,
-        "social_accounts": f"{WA_PHONE_ID_OMMEN}:ommen,{WA_PHONE_ID_COEVORDEN}:coevorden",
-        "tenant_form_url": "ommen:https://www.ommen.nl/contact",
-        "smtp_relay_timeout": 5.0,
-    }
-    values.update(overrides)
-    return AdapterSettings(**values)
-
-
-class RecordingPublisher:
-    """Wraps the real publisher (or none) and records what went through the shared path."""
-
-    def __init__(self, inner: ContactPublisher | None = None, *, fail: bool = False):
-        self.inner = inner
-        self.fail = fail
-        self.published: list[Contact] = []
-
-    async def publish(self, contact: Contact) -> None:
-        if self.fail:
-            raise PublishError("broker did not confirm the contact: test")
-        if self.inner is not None:
-            await self.inner.publish(contact)
-        self.published.append(contact)
-
-    async def close(self) -> None:
-        return None
-
-
-@dataclass
-class RecordingAcks:
-    sent: list[EmailMessage] = field(default_factory=list)
-
-    async def send(self, message: EmailMessage) -> None:
-        self.sent.append(message)
+    return testing.adapter_settings(**{**ADAPTER_SETTINGS, **overrides})
 
 
 @dataclass

@@ -6,11 +6,12 @@ import pytest
 
 from adapters.kit.base import ChannelAdapter, Inbound, PublishError, submit
 from adapters.kit.context import AdapterContext, MemoryDeadLetters
+from adapters.kit.testing import START, RecordingPublisher
 from adapters.kit.wiring import build_context
 from router.core.clock import ManualClock
 from router.core.contact import Contact, Source
 from router.core.tenants import Tenant
-from tests.adapters.conftest import START, RecordingPublisher, adapter_settings
+from tests.adapters.conftest import adapter_settings
 
 
 class Toy(ChannelAdapter):

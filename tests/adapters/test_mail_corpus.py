@@ -11,6 +11,7 @@ import pytest
 
 from adapters.kit.base import Inbound, submit
 from adapters.kit.context import AdapterContext
+from adapters.kit.testing import START, RecordingAcks
 from adapters.kit.wiring import build_context
 from adapters.mail import MailAdapter
 from router.amqp.publisher import AmqpContactPublisher
@@ -19,7 +20,7 @@ from router.core.tenants import Tenant
 from router.core.topology import H_DEAD_REASON, Names
 from router.service import declare_topology
 from router.settings import Settings
-from tests.adapters.conftest import START, RecordingAcks, adapter_settings
+from tests.adapters.conftest import adapter_settings
 from tests.conftest import drain
 
 

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 
 from adapters.kit.context import AdapterContext, MemoryDeadLetters
+from adapters.kit.testing import START, RecordingAcks, RecordingPublisher
 from adapters.kit.wiring import build_context
 from adapters.mail import MailAdapter
 from adapters.mail.imap import ImapPoller, literal_of, unseen_uids
 from router.core.clock import ManualClock
 from router.core.tenants import Tenant
-from tests.adapters.conftest import START, RecordingAcks, RecordingPublisher, adapter_settings
+from tests.adapters.conftest import adapter_settings
 from tests.adapters.mails import resident_mail
 
 # The test server imports pytz for one constant (utc); it is not a dependency of this project.

@@ -10,13 +10,14 @@ import pytest
 from adapters.kit.acks import ack_message_id, build_ack
 from adapters.kit.base import DeadLetter, Inbound
 from adapters.kit.context import AdapterContext, MemoryDeadLetters
+from adapters.kit.testing import START, RecordingAcks, RecordingPublisher
 from adapters.kit.wiring import build_context
 from adapters.mail import MailAdapter
 from adapters.mail.parse import MalformedMail, html_to_text, parse_mail
 from router.core.clock import ManualClock
 from router.core.contact import contact_id
 from router.core.tenants import Tenant
-from tests.adapters.conftest import START, RecordingAcks, RecordingPublisher, adapter_settings
+from tests.adapters.conftest import adapter_settings
 from tests.adapters.mails import RESIDENT, resident_mail
 
 LIMIT = 1_000_000

@@ -15,19 +15,13 @@ import pytest
 import structlog
 
 from adapters.kit.context import AdapterContext, MemoryDeadLetters
+from adapters.kit.testing import START, RecordingAcks, RecordingPublisher
 from adapters.kit.wiring import build_context, start_adapters, stop_adapters
 from adapters.mail import MailAdapter
 from router.core.clock import ManualClock
 from router.core.contact import contact_id
 from router.core.tenants import Tenant
-from tests.adapters.conftest import (
-    ANSWER_DATE_OMMEN_MAIL,
-    START,
-    RecordingAcks,
-    RecordingPublisher,
-    Stack,
-    adapter_settings,
-)
+from tests.adapters.conftest import ANSWER_DATE_OMMEN_MAIL, Stack, adapter_settings
 from tests.adapters.mails import RESIDENT, resident_mail
 
 

@@ -6,7 +6,6 @@ import argparse
 import json
 import tomllib
 from datetime import UTC, datetime
-from importlib.metadata import EntryPoint
 from typing import Any
 
 import pytest
@@ -44,13 +43,20 @@ def test_list_adapters_finds_all_five_with_their_channels() -> None:
     assert all(i.error is None for i in infos.values())
 
 
+def _declare(monkeypatch: pytest.MonkeyPatch, *extra: registry.Registration) -> None:
+    """The installed declarations and the built-ins, plus `extra` (as further distributions)."""
+    found = registry._registrations() + list(extra)
+    monkeypatch.setattr(registry, "_registrations", lambda: found)
+
+
 def test_a_broken_adapter_is_listed_with_its_error_and_refused_at_start(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    found = registry._entry_points()
-    found["broken"] = EntryPoint("broken", "no_such_module:Adapter", registry.GROUP)
-    found["misnamed"] = EntryPoint("misnamed", "adapters.webform:WebformAdapter", registry.GROUP)
-    monkeypatch.setattr(registry, "_entry_points", lambda: found)
+    _declare(
+        monkeypatch,
+        registry.Registration("broken", "no_such_module:Adapter", "broken-dist"),
+        registry.Registration("misnamed", "adapters.webform:WebformAdapter", "misnamed-dist"),
+    )
     infos = {i.name: i for i in registry.list_adapters()}
     assert infos["broken"].error is not None and "cannot import" in infos["broken"].error
     assert infos["misnamed"].error is not None and "'webform', not 'misnamed'" in infos["misnamed"].error
@@ -58,6 +64,62 @@ def test_a_broken_adapter_is_listed_with_its_error_and_refused_at_start(
         registry.load_adapters(["broken"])
     with pytest.raises(registry.AdapterLoadError, match="no adapter named 'fax'"):
         registry.load_adapters(["fax"])
+
+
+def test_one_name_registered_by_two_distributions_is_an_error_naming_both(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _declare(monkeypatch, registry.Registration("counter", "my_package.counter:Counter", "my-package"))
+    both = (
+        "counter: registered twice, by contact-router (adapters.example:CounterVisitAdapter) "
+        "and my-package (my_package.counter:Counter)"
+    )
+    with pytest.raises(registry.AdapterLoadError) as raised:
+        registry.load_adapters(["webform", "counter"])
+    assert str(raised.value).startswith(both)
+    # Reported, not raised, by `adapters list`, which then exits 1; the other adapters still load.
+    infos = {i.name: i for i in registry.list_adapters()}
+    assert infos["counter"].error is not None and infos["counter"].error.startswith(both)
+    assert infos["counter"].source == "contact-router, my-package"
+    assert [n for n, i in infos.items() if i.error] == ["counter"]
+    assert sorted(registry.load_adapters(["mail", "webform", "social", "phone"])) == [
+        "mail",
+        "phone",
+        "social",
+        "webform",
+    ]
+    args = argparse.Namespace(json=False)
+    assert cli.cmd_list(args) == 1
+    assert f"counter    BROKEN    {both}" in capsys.readouterr().out
+
+
+def test_three_registrations_and_a_clash_with_the_built_in_fallback_name_them_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No metadata of this project (a source tree without `pip install -e`): the built-ins are the
+    # fallback, and another distribution's "mail" clashes with the built-in one.
+    monkeypatch.setattr(registry, "entry_points", lambda group: [])
+    _declare(
+        monkeypatch,
+        registry.Registration("mail", "one.mail:Mail", "one"),
+        registry.Registration("mail", "two.mail:Mail", "two"),
+    )
+    with pytest.raises(registry.AdapterLoadError) as raised:
+        registry.load_adapters(["mail"])
+    assert str(raised.value).startswith(
+        "mail: registered 3 times, by built-in (adapters.mail:MailAdapter), one (one.mail:Mail) "
+        "and two (two.mail:Mail)"
+    )
+
+
+def test_the_same_adapter_registered_twice_is_no_conflict(monkeypatch: pytest.MonkeyPatch) -> None:
+    # This project installed (its metadata) plus the built-in fallback: one target, declared twice;
+    # and a second distribution naming the very same class.
+    assert [r.source for r in registry._registrations() if r.name == "mail"] == ["contact-router", "built-in"]
+    _declare(monkeypatch, registry.Registration("mail", "adapters.mail:MailAdapter", "a-repackaging"))
+    infos = {i.name: i for i in registry.list_adapters()}
+    assert infos["mail"].error is None and infos["mail"].source == "contact-router"
+    assert type(registry.load_adapters(["mail"])["mail"]).__name__ == "MailAdapter"
 
 
 def test_cli_adapters_list(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
