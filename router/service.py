@@ -276,6 +276,8 @@ async def build(
             batch_size=settings.router_batch_size,
             prefetch=settings.router_prefetch,
             linger=settings.router_linger_ms / 1000,
+            repair=store,
+            lease_ms=settings.claim_lease_ms,
         )
     return runtime
 

@@ -1,5 +1,7 @@
 """1,000 contacts over two tenants and four channels; the router process is SIGKILLed halfway and
-restarted. Every contact must end in exactly one team queue, exactly once."""
+restarted. Every contact must end in exactly one team queue, exactly once, and none may be left
+'routing': what the killed router had claimed is settled by the next one (issue 12: its heartbeat
+expires, its commit markers tell which of its batches the broker committed)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import sys
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import pytest
@@ -19,6 +22,7 @@ import pytest
 from router.core.contact import contact_id
 from router.core.tenants import Tenant
 from router.core.topology import Names
+from router.redis.keys import Keys
 from router.settings import Settings
 from tests.conftest import ROOT, drain
 
@@ -51,6 +55,21 @@ def start_router(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+async def wait_settled(client: Any, keys: Keys, cids: set[str], within: float) -> dict[str, str]:
+    """Each contact's status once none is 'routing' any more, or when `within` seconds are up."""
+    statuses: dict[str, str] = {}
+    for _ in range(int(within / 0.5)):
+        async with client.pipeline(transaction=False) as pipe:
+            for cid in sorted(cids):
+                pipe.hget(keys.contact(cid), "status")
+            rows = await pipe.execute()
+        statuses = {cid: (s or b"").decode() for cid, s in zip(sorted(cids), rows, strict=True)}
+        if not any(s in ("routing", "") for s in statuses.values()):
+            break
+        await asyncio.sleep(0.5)
+    return statuses
+
+
 async def ready_count(conn: aio_pika.abc.AbstractConnection, queue: str) -> int:
     channel = await conn.channel()
     q = await channel.declare_queue(queue, passive=True)
@@ -62,7 +81,7 @@ async def ready_count(conn: aio_pika.abc.AbstractConnection, queue: str) -> int:
 async def test_sigkill_halfway_routes_every_contact_exactly_once(
     settings: Settings,
     amqp: aio_pika.abc.AbstractConnection,
-    redis_client: object,
+    redis_client: Any,
     tenants: dict[str, Tenant],
     tmp_path: Path,
 ) -> None:
@@ -108,12 +127,19 @@ async def test_sigkill_halfway_routes_every_contact_exactly_once(
         assert 0 < left_at_kill < 1000, f"the kill did not land mid-stream ({left_at_kill} left)"
 
         proc = start_router(settings, log)
+        restarted = asyncio.get_running_loop().time()
         for _ in range(1200):
             if await ready_count(amqp, names("router.contacts")) == 0:
                 break
             await asyncio.sleep(0.05)
-        await asyncio.sleep(1.0)
         assert await ready_count(amqp, names("router.contacts")) == 0
+        # The killed router's claims lapse (CLAIM_LEASE_MS) and its heartbeat expires (10 s); then the
+        # new router settles them: routed if their batch was committed, taken over if not.
+        statuses = await wait_settled(redis_client, Keys(settings.namespace), expected, within=45)
+        settled_in = asyncio.get_running_loop().time() - restarted
+        stuck = [cid for cid, status in statuses.items() if status in ("routing", "")]
+        assert not stuck, f"{len(stuck)} contacts left 'routing' {settled_in:.0f} s after the restart"
+        assert settled_in < 30, f"settled only after {settled_in:.0f} s"
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -142,12 +142,12 @@ async def test_a_surprise_error_in_a_batch_does_not_stop_routing(
     real = core.stage
     calls = 0
 
-    async def flaky(deliveries: list[Delivery]) -> BatchResult:
+    async def flaky(deliveries: list[Delivery], token: str) -> BatchResult:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("surprise")
-        return await real(deliveries)
+        return await real(deliveries, token)
 
     monkeypatch.setattr(core, "stage", flaky)
     cid = await backend.route("ommen", "mail", "Paspoort verlopen")

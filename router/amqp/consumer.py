@@ -36,10 +36,17 @@ from pamqp.header import ContentHeader
 from router import logs
 from router.core import topology
 from router.core.pipeline import BatchResult, RoutingCore
-from router.core.ports import Delivery, StoreUnavailable
+from router.core.ports import Delivery, Repair, StoreUnavailable
 from router.core.topology import Names
 
 log = logs.get("router.amqp")
+
+# The router's heartbeat in the store: renewed every HEARTBEAT_INTERVAL seconds, gone after TTL. A router
+# whose heartbeat expired is taken for gone and its claims are settled by others, so a router that has
+# not renewed its own for HEARTBEAT_STALE seconds commits nothing more.
+HEARTBEAT_INTERVAL = 2.0
+HEARTBEAT_TTL_MS = 10_000
+HEARTBEAT_STALE = 5.0
 
 _CONNECTION_ERRORS = (
     aiormq.exceptions.AMQPError,
@@ -110,7 +117,7 @@ class AmqpTx:
     async def commit(self, result: BatchResult) -> None:
         # A marker in the same transaction: after a connection loss during the commit, its presence in
         # the router's marker queue tells whether the commit happened (see AmqpRouter._resolve_in_doubt).
-        batch_id = str(uuid.uuid4())
+        batch_id = result.token
         persistent = aiormq.spec.Basic.Properties(delivery_mode=2)
         self._add_publish("", self.marker_queue, batch_id.encode(), persistent)
         frames, self._frames = self._frames, []
@@ -130,6 +137,11 @@ class AmqpTx:
 
     async def _commit(self) -> None:
         await self.channel.transaction().commit(timeout=30)
+
+
+def marker_queue(names: Names, router_id: str) -> str:
+    """The queue of a router's commit markers: one message per committed batch, its token."""
+    return names(f"router.commits.{router_id}")
 
 
 def default_connection_name(names: Names) -> str:
@@ -169,6 +181,8 @@ class AmqpRouter:
         linger: float = 0.0,
         connection_name: str | None = None,
         watchdog_interval: float = 1.0,
+        repair: Repair | None = None,
+        lease_ms: int = 15_000,
     ):
         self.url = url
         self.names = names
@@ -187,7 +201,14 @@ class AmqpRouter:
         self._attached: _Attachment | None = None
         # Batches whose commit was sent but not confirmed before the connection went.
         self._in_doubt: list[tuple[str, BatchResult]] = []
-        self.marker_queue = self.names(f"router.commits.{uuid.uuid4().hex[:12]}")
+        # Batches staged (claimed) that the broker did not commit: their claims are to be given up.
+        self._to_release: list[BatchResult] = []
+        self.router_id = uuid.uuid4().hex[:12]
+        self.marker_queue = marker_queue(names, self.router_id)
+        self._batches = 0
+        self.repair = repair
+        self.lease_ms = lease_ms
+        self._heartbeat_ok = 0.0  # monotonic time of the last heartbeat Redis took
 
     @property
     def consumer_attached(self) -> bool:
@@ -203,6 +224,15 @@ class AmqpRouter:
         self._stop.set()
 
     async def run(self) -> None:
+        upkeep = asyncio.create_task(self._upkeep(), name="router-upkeep")
+        try:
+            await self._run_sessions()
+        finally:
+            upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upkeep
+
+    async def _run_sessions(self) -> None:
         backoff = 0.2
         while not self._stop.is_set():
             attachments = self.attachments
@@ -247,10 +277,13 @@ class AmqpRouter:
             markers = await channel.declare_queue(
                 self.marker_queue,
                 durable=True,
-                # Only the latest markers matter; the queue disappears an hour after its router is gone.
-                arguments={"x-queue-type": "classic", "x-max-length": 1000, "x-expires": 3_600_000},
+                # Only the latest markers matter (at most two batches are ever unrecorded); the queue
+                # disappears a day after its router is gone, long after others settled its claims.
+                arguments={"x-queue-type": "classic", "x-max-length": 1000, "x-expires": 86_400_000},
             )
             await self._resolve_in_doubt(markers)
+            await self._beat()
+            await self._release_claims()
             queue = await channel.get_queue(self.names(topology.ROUTER_QUEUE), ensure=False)
             inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
             lost = asyncio.Event()
@@ -292,8 +325,11 @@ class AmqpRouter:
             if self._stop.is_set() and not self._in_doubt and not connection.is_closed:
                 # A clean stop: nothing left to resolve, so the marker queue can go now.
                 with contextlib.suppress(Exception):
+                    await self._release_claims()
                     cleanup = await connection.channel()
                     await cleanup.queue_delete(self.marker_queue)
+                    if self.repair is not None and not self._to_release:
+                        await self.repair.forget_router(self.router_id)
             with contextlib.suppress(Exception):
                 await connection.close()
 
@@ -309,10 +345,114 @@ class AmqpRouter:
         for batch_id, result in self._in_doubt:
             if batch_id not in committed:
                 log.info("in_doubt_batch_rolled_back", size=len(result.routed))
+                self._to_release.append(result)
                 continue
             log.info("in_doubt_batch_committed", size=len(result.routed))
             await self._record(result)
         self._in_doubt.clear()
+
+    # -- claims that no attempt will settle by itself -----------------------------------------------
+
+    async def _upkeep(self) -> None:
+        """Every couple of seconds: the heartbeat, the claims of batches the broker did not commit, and
+        the repair of what routers that are gone left in doubt."""
+        while not self._stop.is_set():
+            await self._beat()
+            await self._release_claims()
+            attached = self._attached
+            if attached is not None and self.repair is not None:
+                try:
+                    await self.reconcile(attached.connection)
+                except (StoreUnavailable, *_CONNECTION_ERRORS) as exc:
+                    log.warning("reconcile_failed", error=type(exc).__name__)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), HEARTBEAT_INTERVAL)
+
+    async def _beat(self) -> None:
+        if self.repair is None:
+            return
+        try:
+            await self.repair.heartbeat(self.router_id, HEARTBEAT_TTL_MS)
+            self._heartbeat_ok = time.monotonic()
+        except StoreUnavailable:
+            pass
+
+    async def _release_claims(self) -> None:
+        """Give up the claims of batches the broker did not commit, so that their redelivered inputs
+        (and copies) take the contacts over; kept for later while the store is away."""
+        if not self._to_release or self.repair is None:
+            return
+        batches = list(self._to_release)
+        claims = [(p.staged.cid, r.token) for r in batches for p in r.routed]
+        try:
+            await self.repair.release(claims)
+        except StoreUnavailable:
+            return
+        del self._to_release[: len(batches)]  # appended to at the end only
+        if claims:
+            log.info("claims_released", size=len(claims))
+
+    async def reconcile(self, connection: aio_pika.abc.AbstractConnection) -> int:
+        """Settle claims whose router is gone (killed between the broker's commit and telling the store,
+        or before committing): its marker queue tells which of its batches the broker committed. Those
+        contacts are marked routed, the claims of the others are given up for their redeliveries.
+        Returns the number of contacts settled."""
+        assert self.repair is not None
+        by_router: dict[str, list[tuple[str, str]]] = {}
+        for cid, token in await self.repair.lapsed_claims(self.lease_ms):
+            router_id, dot, _ = token.rpartition(".")
+            if dot and router_id != self.router_id:
+                by_router.setdefault(router_id, []).append((cid, token))
+        if not by_router:
+            return 0
+        alive = await self.repair.alive(sorted(by_router))
+        settled = 0
+        for router_id, claims in sorted(by_router.items()):
+            if router_id in alive:
+                continue  # slow, not gone: it settles its own claims
+            committed = await self._committed_batches_of(connection, router_id)
+            if committed is None:
+                continue
+            done = [cid for cid, token in claims if token in committed]
+            await self.repair.commit_claimed(done)
+            await self.repair.release([(cid, token) for cid, token in claims if token not in committed])
+            log.info(
+                "in_doubt_repaired", router=router_id, routed=len(done), released=len(claims) - len(done)
+            )
+            settled += len(claims)
+        return settled
+
+    async def _committed_batches_of(
+        self, connection: aio_pika.abc.AbstractConnection, router_id: str
+    ) -> set[str] | None:
+        """The batches a router that is gone committed, from its marker queue, recorded in the store
+        before the markers are removed; None while another router is finding out."""
+        assert self.repair is not None
+        found = await self.repair.committed_batches(router_id)
+        if found is not None:
+            return found
+        if not await self.repair.lock_resolution(router_id, 30_000):
+            return None
+        name = marker_queue(self.names, router_id)
+        channel = await connection.channel()
+        try:
+            batches: set[str] = set()
+            try:
+                markers = await channel.declare_queue(name, passive=True)
+            except aio_pika.exceptions.ChannelClosed:
+                # Deleted at a clean stop (nothing was in doubt), or expired a day after its router went.
+                log.warning("marker_queue_missing", router=router_id)
+            else:
+                # Unacked until recorded: a router killed meanwhile leaves them for the next one.
+                while (msg := await markers.get(no_ack=False, fail=False)) is not None:
+                    batches.add(msg.body.decode())
+            await self.repair.record_committed_batches(router_id, batches)
+            if not channel.is_closed:
+                await channel.queue_delete(name)
+            return batches
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
 
     async def _watchdog(self, attached: _Attachment, lost: asyncio.Event) -> None:
         """End the session when the facts behind `ready` fail, even if no callback said so."""
@@ -335,33 +475,39 @@ class AmqpRouter:
         # queues) and the store learns it, batch N+1 is parsed, classified and claimed. Publishing
         # stays one transaction after the other: N+1 is published only once N's commit is confirmed.
         outgoing: _Outgoing | None = None
+        staged: BatchResult | None = None  # claimed in the store, not yet on its way to the broker
         try:
             while not self._stop.is_set():
                 if lost.is_set():
                     raise ConnectionError(self.last_error or "channel closed")
                 if outgoing is not None and outgoing.task.done():
-                    done, outgoing = outgoing, None
-                    await done.task  # its error, if any, ends the session
+                    await outgoing.task  # its error, if any, ends the session
+                    outgoing = None
                 batch = await self._next_batch(inbox, lost, held)
                 if not batch:
                     continue
-                result = await self._stage(batch, lost)
-                if result is None:
+                staged = await self._stage(batch, lost)
+                if staged is None:
                     return
-                held.extend((time.monotonic() + 0.25, d) for d in result.busy)
+                held.extend((time.monotonic() + 0.25, d) for d in staged.busy)
                 if outgoing is not None:
-                    previous, outgoing = outgoing, None
-                    await self._settle(previous, lost)
+                    await self._settle(outgoing, lost)
+                    outgoing = None
                 if lost.is_set():
                     raise ConnectionError(self.last_error or "channel closed")
-                outgoing = _Outgoing(result)
+                outgoing, staged = _Outgoing(staged), None
                 outgoing.task = asyncio.create_task(self._emit(outgoing, tx), name="router-commit")
         finally:
+            if staged is not None:
+                self._to_release.append(staged)  # never published: its claims are to be given up
             if outgoing is not None:
-                # A batch under way ends committed (and recorded), rolled back, or in doubt: recorded
-                # either way, so its outcome needs no further care here.
+                # A batch under way ends committed (and recorded), in doubt (resolved by its marker
+                # after the reconnect) or rolled back (its claims are given up).
                 with contextlib.suppress(Exception):
                     await self._settle(outgoing, lost)
+                in_doubt = any(r is outgoing.result for _, r in self._in_doubt)
+                if not outgoing.committed and not in_doubt:
+                    self._to_release.append(outgoing.result)
 
     async def _settle(self, outgoing: _Outgoing, lost: asyncio.Event) -> None:
         """Wait for a batch on its way out. A publish or commit on a connection that died can wait
@@ -384,9 +530,11 @@ class AmqpRouter:
     async def _stage(self, batch: list[Delivery], lost: asyncio.Event) -> BatchResult | None:
         """The batch staged in the store, waiting for the store while it is down; None when the router
         stops meanwhile (nothing of the batch was published or acked: it all returns to the queue)."""
+        token = f"{self.router_id}.{self._batches}"
+        self._batches += 1
         while True:
             try:
-                return await self.core.stage(batch)
+                return await self.core.stage(batch, token)
             except StoreUnavailable as exc:
                 # Keep the deliveries (unacked, so not counted as redeliveries) and wait for the store.
                 self.last_error = f"store unavailable: {exc}"
@@ -400,6 +548,10 @@ class AmqpRouter:
 
     async def _emit(self, outgoing: _Outgoing, tx: AmqpTx) -> None:
         result = outgoing.result
+        if self.repair is not None and time.monotonic() - self._heartbeat_ok > HEARTBEAT_STALE:
+            # Others take a router whose heartbeat has expired for gone and settle its claims: one that
+            # cannot renew it must not commit any more (the batch is rolled back and redelivered).
+            raise ConnectionError("heartbeat to the store is stale: not committing")
         await self.core.emit(result, tx)
         outgoing.committed = True
         await self._record(result)

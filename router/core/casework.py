@@ -49,6 +49,9 @@ class CaseState:
     cid: str
     fields: dict[str, str]
     callbacks: dict[int, dict[str, str]] = field(default_factory=dict)
+    # The parsed contact, when the caller has it already (routing): parsing its JSON again is the
+    # costliest step of a decision.
+    parsed: Contact | None = field(default=None, compare=False, repr=False)
 
     @property
     def version(self) -> str:
@@ -75,7 +78,9 @@ class CaseState:
         return self.fields.get("channel", "")
 
     def contact(self) -> Contact:
-        return Contact.model_validate_json(self.fields["contact"])
+        if self.parsed is None:
+            self.parsed = Contact.model_validate_json(self.fields["contact"])
+        return self.parsed
 
     def deadlines(self) -> list[dict[str, str]]:
         result: list[dict[str, str]] = json.loads(self.fields.get("deadlines", "[]"))
@@ -95,6 +100,8 @@ class Change:
     listed_remove: list[tuple[str, str]] = field(default_factory=list)
     timers_add: dict[str, int] = field(default_factory=dict)
     timers_remove: list[str] = field(default_factory=list)
+    # The contact as the change leaves it, when the change rewrites it (its JSON is in `fields`).
+    contact: Contact | None = field(default=None, compare=False, repr=False)
 
     def merge(self, other: Change) -> Change:
         """This change followed by `other` (decisions taken one after another on one contact)."""
@@ -110,10 +117,11 @@ class Change:
             listed_remove=[*self.listed_remove, *other.listed_remove],
             timers_add={**self.timers_add, **other.timers_add},
             timers_remove=[*self.timers_remove, *other.timers_remove],
+            contact=other.contact or self.contact,
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Desk:
     """The facts a decision is taken with: whose rules, which names, and when."""
 
@@ -251,7 +259,7 @@ def move(
     hop = Hop(kind=kind, team=to_team, from_team=state.team, agent=agent, at=desk.now, note=note)  # type: ignore[arg-type]
     contact = state.contact()
     contact = contact.model_copy(update={"hops": [*contact.hops, hop]})
-    change = Change()
+    change = Change(contact=contact)
     change.fields = {"contact": contact.model_dump_json(), "team": to_team, "transfers": str(transfers)}
     change.history.append(
         {

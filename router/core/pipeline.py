@@ -68,11 +68,15 @@ class Dead:
 
 @dataclass
 class BatchResult:
+    # The attempt: the claim token of every contact in the batch, and its commit marker.
+    token: str = ""
     routed: list[Prepared] = field(default_factory=list)
     duplicates: list[Prepared] = field(default_factory=list)
     dead: list[Dead] = field(default_factory=list)
-    # Deliveries whose contact another delivery is routing right now; retry them later, unacked.
+    # Deliveries whose contact another attempt is routing right now, or was and did not say how it
+    # ended (a 'lapsed' claim, for the repair); retry them later, unacked.
     busy: list[Delivery] = field(default_factory=list)
+    lapsed: list[tuple[str, str]] = field(default_factory=list)  # (contact id, the other token)
 
 
 class RoutingCore:
@@ -90,26 +94,31 @@ class RoutingCore:
         return Dead(delivery, parsed) if isinstance(parsed, str) else parsed
 
     def prepare(
-        self, delivery: Delivery, contact: Contact, tenant: Tenant, join: dict[str, str] | None = None
+        self,
+        delivery: Delivery,
+        contact: Contact,
+        tenant: Tenant,
+        join: dict[str, str] | None = None,
+        token: str = "",
     ) -> Prepared:
         """Decide everything about one contact: team, deadlines, state, and what to publish."""
-        now, token = self.clock.now(), routing.claim_token(delivery)
+        now = self.clock.now()
         if join is not None:
             return Prepared(delivery, routing.follow_up(contact, self.names, now, token, join))
         return Prepared(delivery, routing.route(contact, tenant, self.names, now, token))
 
-    async def handle(self, deliveries: list[Delivery], tx: Tx) -> BatchResult:
+    async def handle(self, deliveries: list[Delivery], tx: Tx, token: str) -> BatchResult:
         """Process one batch inside `tx`. Raises StoreUnavailable before anything was published."""
-        result = await self.stage(deliveries)
+        result = await self.stage(deliveries, token)
         await self.emit(result, tx)
         return result
 
-    async def stage(self, deliveries: list[Delivery]) -> BatchResult:
+    async def stage(self, deliveries: list[Delivery], token: str) -> BatchResult:
         """Everything before the broker: parse, classify, claim and index in the store. Publishes
         nothing, so a batch can be staged while the previous one's transaction is still committing.
-        Raises StoreUnavailable; what was claimed then is claimed under the deliveries' own tokens, so
-        their next attempt (or redelivery) takes it over."""
-        result = BatchResult()
+        `token` names this attempt: one per batch, unique across routers; staging the same batch again
+        (after StoreUnavailable) with the same token takes its own claims again."""
+        result = BatchResult(token=token)
         parsed: list[tuple[Delivery, Contact, Tenant]] = []
         for d in deliveries:
             item = self.parse(d)
@@ -118,16 +127,18 @@ class RoutingCore:
             else:
                 parsed.append((d, *item))
         joins = await self._joins([c for _, c, _ in parsed])
-        prepared = self._prepare_all(parsed, joins, result)
+        prepared = self._prepare_all(parsed, joins, result, token)
         unique = self._first_copies(prepared, result)
         claims = await self.store.claim_and_stage([p.staged for p in unique], self.lease_ms)
-        for p, (status, _info) in zip(unique, claims, strict=True):
+        for p, (status, info) in zip(unique, claims, strict=True):
             if status == "ok":
                 result.routed.append(p)
             elif status == "dup":
                 result.duplicates.append(p)
             else:
                 result.busy.append(p.delivery)
+                if status == "lapsed":
+                    result.lapsed.append((p.staged.cid, info))
         await self.store.index([p.staged for p in result.routed])
         return result
 
@@ -142,11 +153,12 @@ class RoutingCore:
         parsed: list[tuple[Delivery, Contact, Tenant]],
         joins: dict[int, dict[str, str]],
         result: BatchResult,
+        token: str,
     ) -> list[Prepared]:
         prepared: list[Prepared] = []
         for i, (d, contact, tenant) in enumerate(parsed):
             try:
-                prepared.append(self.prepare(d, contact, tenant, joins.get(i)))
+                prepared.append(self.prepare(d, contact, tenant, joins.get(i), token))
             except Exception as exc:  # a bug must not stall the queue: dead-letter with the reason
                 log.exception("prepare_failed", message_id=d.message_id, contact_id=contact.cid)
                 result.dead.append(Dead(d, f"internal error while preparing: {type(exc).__name__}"))

@@ -25,13 +25,14 @@ __all__ = [
     "Join",
     "OutMessage",
     "Outbound",
+    "Repair",
     "Staged",
     "Store",
     "StoreUnavailable",
     "Tx",
 ]
 
-ClaimStatus = Literal["ok", "dup", "busy"]
+ClaimStatus = Literal["ok", "dup", "busy", "lapsed"]
 
 
 class StoreUnavailable(Exception):
@@ -68,7 +69,7 @@ class Staged:
     cid: str
     tenant: str
     team: str
-    # Claim token: the delivery's message id. A redelivery of the same message may take over its own claim.
+    # Claim token: the attempt (router and batch) that routes it; never a message id, which copies share.
     token: str
     fields: dict[str, str]
     history: list[str]
@@ -99,8 +100,9 @@ class Store(Protocol):
     async def ping(self) -> None: ...
 
     async def claim_and_stage(self, items: list[Staged], lease_ms: int) -> list[tuple[ClaimStatus, str]]:
-        """Per item: 'ok' (claimed, fields written), 'dup' (already routed; info = team) or
-        'busy' (another delivery holds a live claim; info = its token)."""
+        """Per item: 'ok' (claimed, fields written), 'dup' (already routed; info = team), 'busy' (another
+        attempt holds a live claim; info = its token) or 'lapsed' (another attempt's claim lapsed and its
+        fate is not known yet; info = its token)."""
         ...
 
     async def index(self, items: list[Staged]) -> None:
@@ -122,6 +124,37 @@ class Store(Protocol):
     async def resolve_reference(self, reference: str) -> str | None: ...
 
     async def close(self) -> None: ...
+
+
+class Repair(Protocol):
+    """What the in-doubt repair needs: claims whose attempt never said how it ended, who is alive, and
+    what a router that is gone had committed (router.amqp.consumer.AmqpRouter.reconcile)."""
+
+    async def lapsed_claims(self, older_than_ms: int, limit: int = 500) -> list[tuple[str, str]]:
+        """(contact id, token) of claims older than `older_than_ms` not recorded as routed."""
+        ...
+
+    async def commit_claimed(self, cids: list[str]) -> None:
+        """Mark routed from what the claims staged (the broker committed their batch)."""
+        ...
+
+    async def release(self, claims: list[tuple[str, str]]) -> None:
+        """Give up claims (contact id, token) whose batch the broker did not commit."""
+        ...
+
+    async def heartbeat(self, router_id: str, ttl_ms: int) -> None: ...
+
+    async def forget_router(self, router_id: str) -> None: ...
+
+    async def alive(self, router_ids: list[str]) -> set[str]: ...
+
+    async def committed_batches(self, router_id: str) -> set[str] | None:
+        """The batches a router that is gone committed, once recorded; None until then."""
+        ...
+
+    async def record_committed_batches(self, router_id: str, batches: set[str]) -> None: ...
+
+    async def lock_resolution(self, router_id: str, ttl_ms: int) -> bool: ...
 
 
 class Tx(Protocol):

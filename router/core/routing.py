@@ -14,7 +14,6 @@ Pure: no store, no broker; `router.core.pipeline` runs it for a batch inside a b
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,15 +74,6 @@ def parse(delivery: Delivery, tenants: Mapping[str, Tenant], now: datetime) -> t
     return contact, tenant
 
 
-def claim_token(delivery: Delivery) -> str:
-    """Who holds a contact's claim: the AMQP message id, the same on every redelivery of one message.
-    Without one, a digest of the message, so that a redelivery still recognises its own claim."""
-    if delivery.message_id:
-        return delivery.message_id
-    digest = hashlib.sha256(delivery.routing_key.encode() + b"\x00" + delivery.body).hexdigest()
-    return f"anon-{digest[:32]}"
-
-
 def own_thread_ids(contact: Contact) -> list[str]:
     """Message-IDs by which later mail refers to this contact: its own and its acknowledgement's."""
     return [v for k in ("thread.message_id", "thread.ack_message_id") if (v := contact.metadata.get(k))]
@@ -115,9 +105,10 @@ def route(contact: Contact, tenant: Tenant, names: Names, now: datetime, token: 
     state = routed_state(contact, decision, deadline_dicts, now)
     desk = Desk(tenant, names, now)
     change, summary = phone_outcome(state, desk)
-    routed = CaseState(state.cid, {**state.fields, **change.fields}) if change.fields else state
-    if "contact" in change.fields:
-        contact = routed.contact()
+    contact = change.contact or contact
+    routed = (
+        CaseState(state.cid, {**state.fields, **change.fields}, parsed=contact) if change.fields else state
+    )
     events = [
         *first_events(desk, state, decision, deadline_dicts),
         *(m for m in change.outbox if m.exchange != names(topology.TEAMS)),
@@ -148,14 +139,17 @@ def routed_state(
         "deadlines": dumps(deadlines),
         "callbacks": "0",
     }
-    return CaseState(contact.cid, fields)
+    return CaseState(contact.cid, fields, parsed=contact)
+
+
+_NOTHING = Change()  # shared, never changed: what happened to a contact that is not a phone note
 
 
 def phone_outcome(state: CaseState, desk: Desk) -> tuple[Change, str]:
     """A phone note says what already happened on the line; carry it out as case work would."""
+    if state.fields["channel"] != "phone":
+        return _NOTHING, "routed"
     change = Change()
-    if state.channel != "phone":
-        return change, "routed"
     contact = state.contact()
     meta = contact.metadata
     outcome, agent, to_team = meta.get("phone.outcome"), meta.get("phone.agent"), meta.get("phone.to_team")
@@ -244,8 +238,9 @@ def stage(
         tenant=routed.tenant,
         team=routed.team,
         token=token,
-        # The status becomes final when the broker has the team item (Store.commit).
-        fields={**routed.fields, "status": "routing"},
+        # The status becomes final when the broker has the team item (Store.commit). The fields are
+        # this routing's own dict, no longer read by any decision: changed in place.
+        fields=_routing(routed.fields),
         history=[dumps(h) for h in history],
         reference=contact.reference,
         team_score_ms=None if final_status == "closed" else score,
@@ -255,6 +250,11 @@ def stage(
         thread_ids=own_thread_ids(contact),
         final_status=final_status,
     )
+
+
+def _routing(fields: dict[str, str]) -> dict[str, str]:
+    fields["status"] = "routing"
+    return fields
 
 
 def deadline_timers(contact: Contact, deadlines: list[Deadline]) -> list[tuple[str, int]]:

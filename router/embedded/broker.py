@@ -87,6 +87,7 @@ class MemoryRouter:
         self.core = core
         self.ready = True
         self.routed = 0
+        self.batches = 0
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -110,7 +111,8 @@ class MemoryRouter:
     async def _route(self, batch: list[Delivery]) -> None:
         tx = MemoryTx(self.broker)
         try:
-            result = await self.core.handle(batch, tx)
+            self.batches += 1
+            result = await self.core.handle(batch, tx, f"embedded.{self.batches}")
         except Exception as exc:
             # As on RabbitMQ, where the session ends and the broker redelivers the unacked batch: nothing
             # of it was published (MemoryTx publishes at commit), so the whole batch goes back, and the

@@ -45,6 +45,23 @@ class Keys:
         """Sorted set of contact ids with unpublished outbox entries, scored by when they were added."""
         return f"{self.prefix}outbox:pending"
 
+    def routing_pending(self) -> str:
+        """Sorted set of contact ids claimed and not yet recorded as routed, scored by when they were
+        claimed (wall-clock ms): what the in-doubt repair looks at."""
+        return f"{self.prefix}routing:pending"
+
+    def router_alive(self, router_id: str) -> str:
+        """A router's heartbeat (expires when the router is gone)."""
+        return f"{self.prefix}router:{router_id}:alive"
+
+    def router_committed(self, router_id: str) -> str:
+        """Set: the batches of a router that is gone that its broker commits show were committed."""
+        return f"{self.prefix}router:{router_id}:committed"
+
+    def router_resolving(self, router_id: str) -> str:
+        """Lock: one router at a time finds out what a gone router committed."""
+        return f"{self.prefix}router:{router_id}:resolving"
+
     def timers(self) -> str:
         """Sorted set of pending timers '<subject>|<kind>|<phase>', scored by due time (epoch ms)."""
         return f"{self.prefix}{{timers}}:due"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -16,6 +17,12 @@ from router.redis.keys import Keys
 
 # KEYS[1] contact hash, KEYS[2..] callback hashes of the contact (same slot). ARGV: token, lease_ms,
 # then a counted group of field/value pairs for each key.
+#
+# The token names one attempt to route the contact (a router and its batch), never a message: a copy of
+# the contact, whatever its message id, is another attempt. A live claim of another attempt: 'busy'
+# (retry soon). A lapsed one: 'lapsed': that attempt's fate (committed by the broker or not) is unknown
+# here, and the in-doubt repair settles it (AmqpRouter.reconcile): committed -> the contact is marked
+# routed and this copy is a 'dup'; not committed -> the claim is released and this copy takes over.
 CLAIM_AND_STAGE = """
 if redis.call('HGET', KEYS[1], 'committed') == '1' then
   return {'dup', redis.call('HGET', KEYS[1], 'team') or ''}
@@ -26,9 +33,7 @@ local holder = redis.call('HGET', KEYS[1], 'lease')
 if holder and holder ~= ARGV[1] then
   local lease_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
   if lease_until > now then return {'busy', holder} end
-  -- A lapsed claim of another delivery: that delivery was committed (and the router could not mark
-  -- it), or it is back in the queue and returns under its own token. Either way this copy is extra.
-  return {'dup', redis.call('HGET', KEYS[1], 'team') or ''}
+  return {'lapsed', holder}
 end
 redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', now + tonumber(ARGV[2]))
 local i = 3
@@ -39,12 +44,24 @@ end
 return {'ok', ''}
 """
 
-# KEYS[1] contact hash, KEYS[2] history list. ARGV[1] final status, ARGV[2..] history events.
+# KEYS[1] contact hash, KEYS[2] history list. Whoever learns that the broker committed the contact's
+# batch (its router, or the repair after that router is gone) marks it routed from what the claim
+# staged: the final status and the history entries (one JSON document per line).
 COMMIT = """
 if redis.call('HGET', KEYS[1], 'committed') == '1' then return 0 end
-redis.call('HSET', KEYS[1], 'committed', '1', 'status', ARGV[1])
+local final = redis.call('HGET', KEYS[1], '_final') or 'routed'
+local history = redis.call('HGET', KEYS[1], '_history') or ''
+redis.call('HSET', KEYS[1], 'committed', '1', 'status', final)
+redis.call('HDEL', KEYS[1], 'lease', 'lease_until', '_final', '_history')
+for entry in string.gmatch(history, '[^\\n]+') do redis.call('RPUSH', KEYS[2], entry) end
+return 1
+"""
+
+# KEYS[1] contact hash. ARGV[1] token. An attempt that was not committed gives its claim up.
+RELEASE = """
+if redis.call('HGET', KEYS[1], 'committed') == '1' then return 0 end
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
 redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
-for i = 2, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 return 1
 """
 
@@ -63,6 +80,8 @@ return 1
 """
 
 _ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+# Member of a router's committed-batches set that says the set is complete.
+_RESOLVED = "*resolved*"
 
 
 def redis_client(url: str) -> aioredis.Redis:
@@ -80,6 +99,7 @@ class RedisStore:
         self._claim = self.r.register_script(CLAIM_AND_STAGE)
         self._commit = self.r.register_script(COMMIT)
         self._join = self.r.register_script(JOIN)
+        self._release = self.r.register_script(RELEASE)
 
     async def close(self) -> None:
         await self.r.aclose()
@@ -103,7 +123,7 @@ class RedisStore:
                 except NoScriptError:
                     if attempt == 2:
                         raise
-            for script in (CLAIM_AND_STAGE, COMMIT, JOIN):
+            for script in (CLAIM_AND_STAGE, COMMIT, JOIN, RELEASE):
                 await self.r.script_load(script)
         raise AssertionError("unreachable")
 
@@ -115,7 +135,9 @@ class RedisStore:
             for item in items:
                 keys = [self.keys.contact(item.cid)]
                 argv: list[Any] = [item.token, lease_ms]
-                for key, fields in [(keys[0], item.fields)] + [
+                # What COMMIT needs, staged with the claim, so that anyone can finish the commit.
+                staged = {**item.fields, "_final": item.final_status, "_history": "\n".join(item.history)}
+                for key, fields in [(keys[0], staged)] + [
                     (self.keys.callback(item.cid, n), cb) for n, cb in sorted(item.callbacks.items())
                 ]:
                     if key != keys[0]:
@@ -127,13 +149,21 @@ class RedisStore:
 
         try:
             raw = await self._execute(fill)
+            claims = [(cast(ClaimStatus, r[0].decode()), r[1].decode()) for r in raw]
+            lapsed = {
+                item.cid: 0 for item, (status, _) in zip(items, claims, strict=True) if status == "lapsed"
+            }
+            if lapsed:  # for the repair to look at now, even if the attempt that holds it never listed it
+                await self.r.zadd(self.keys.routing_pending(), lapsed)
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return [(cast(ClaimStatus, r[0].decode()), r[1].decode()) for r in raw]
+        return claims
 
     async def index(self, items: list[Staged]) -> None:
         if not items:
             return
+
+        now_ms = int(time.time() * 1000)
 
         def fill(pipe: Any) -> None:
             # One ZADD per team list and one for all timers of the batch, not one per contact: every
@@ -161,6 +191,7 @@ class RedisStore:
                 pipe.zadd(key, members)
             if timers:
                 pipe.zadd(self.keys.timers(), timers)
+            pipe.zadd(self.keys.routing_pending(), {item.cid: now_ms for item in items})
 
         try:
             await self._execute(fill)
@@ -171,13 +202,111 @@ class RedisStore:
         if not items:
             return
 
+        await self.commit_claimed([item.cid for item in items])
+
+    async def commit_claimed(self, cids: list[str]) -> None:
+        """Mark contacts routed from what their claims staged (idempotent)."""
+        if not cids:
+            return
+
         def fill(pipe: Any) -> None:
-            for item in items:
-                keys = [self.keys.contact(item.cid), self.keys.history(item.cid)]
-                pipe.evalsha(self._commit.sha, len(keys), *keys, item.final_status, *item.history)
+            for cid in cids:
+                keys = [self.keys.contact(cid), self.keys.history(cid)]
+                pipe.evalsha(self._commit.sha, len(keys), *keys)
+            pipe.zrem(self.keys.routing_pending(), *cids)
 
         try:
             await self._execute(fill)
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def release(self, claims: list[tuple[str, str]]) -> None:
+        """Give up the claims (contact id, token) of attempts the broker did not commit, so that the
+        redelivered input (or a copy) takes the contact over."""
+        if not claims:
+            return
+
+        def fill(pipe: Any) -> None:
+            for cid, token in claims:
+                pipe.evalsha(self._release.sha, 1, self.keys.contact(cid), token)
+            pipe.zrem(self.keys.routing_pending(), *(cid for cid, _ in claims))
+
+        try:
+            await self._execute(fill)
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def lapsed_claims(self, older_than_ms: int, limit: int = 500) -> list[tuple[str, str]]:
+        """(contact id, token) of claims taken more than `older_than_ms` ago and not recorded as routed;
+        entries that turn out settled (routed, or released and not claimed again) are dropped."""
+        cutoff = int(time.time() * 1000) - older_than_ms
+        try:
+            raw: list[bytes] = await self.r.zrangebyscore(  # type: ignore[assignment]
+                self.keys.routing_pending(), "-inf", cutoff, start=0, num=limit
+            )
+            cids = [c.decode() for c in raw]
+            async with self.r.pipeline(transaction=False) as pipe:
+                for cid in cids:
+                    pipe.hmget(self.keys.contact(cid), ["committed", "lease"])
+                rows = await pipe.execute()
+            settled = [
+                cid for cid, (committed, lease) in zip(cids, rows, strict=True) if committed or not lease
+            ]
+            if settled:
+                await self.r.zrem(self.keys.routing_pending(), *settled)
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return [
+            (cid, lease.decode())
+            for cid, (committed, lease) in zip(cids, rows, strict=True)
+            if not committed and lease
+        ]
+
+    async def heartbeat(self, router_id: str, ttl_ms: int) -> None:
+        try:
+            await self.r.set(self.keys.router_alive(router_id), b"1", px=ttl_ms)
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def forget_router(self, router_id: str) -> None:
+        """A router that stops cleanly: nothing of it is left to repair."""
+        try:
+            await self.r.delete(self.keys.router_alive(router_id))
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def alive(self, router_ids: list[str]) -> set[str]:
+        try:
+            async with self.r.pipeline(transaction=False) as pipe:
+                for rid in router_ids:
+                    pipe.exists(self.keys.router_alive(rid))
+                found = await pipe.execute()
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return {rid for rid, n in zip(router_ids, found, strict=True) if n}
+
+    async def committed_batches(self, router_id: str) -> set[str] | None:
+        """The committed batches of a router that is gone, once found out (None: not yet)."""
+        try:
+            members: set[bytes] = await self.r.smembers(self.keys.router_committed(router_id))  # type: ignore[assignment]
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        found = {m.decode() for m in members}
+        return found - {_RESOLVED} if _RESOLVED in found else None
+
+    async def record_committed_batches(self, router_id: str, batches: set[str]) -> None:
+        try:
+            key = self.keys.router_committed(router_id)
+            async with self.r.pipeline(transaction=True) as pipe:
+                pipe.sadd(key, _RESOLVED, *batches)
+                pipe.pexpire(key, 7 * 86_400_000)
+                await pipe.execute()
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def lock_resolution(self, router_id: str, ttl_ms: int) -> bool:
+        try:
+            return bool(await self.r.set(self.keys.router_resolving(router_id), b"1", nx=True, px=ttl_ms))
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 

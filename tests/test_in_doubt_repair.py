@@ -1,0 +1,135 @@
+"""Nothing stays in doubt (issue 12): a router that dies after claiming a batch — after the broker
+committed it but before telling Redis, or before committing — leaves claims that no attempt of its own
+will settle. Once its heartbeat has expired another router settles them from the dead router's commit
+markers: committed batches are marked routed (state `routed`, timers present, agent actions work),
+the claims of the others are given up and their redelivered inputs are routed, each contact once."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import uuid
+from typing import Any
+
+import aio_pika
+import pytest
+
+from router.amqp.consumer import AmqpRouter
+from router.core.contact import contact_id
+from router.core.topology import Names
+from router.redis.keys import Keys
+from router.service import Runtime, build, start
+from router.settings import Settings
+from tests.conftest import drain
+
+N = 20
+
+
+async def publish(conn: aio_pika.abc.AbstractConnection, names: Names, n: int) -> list[str]:
+    channel = await conn.channel(publisher_confirms=True)
+    exchange = await channel.get_exchange(names("contacts"))
+    ids = []
+    for _ in range(n):
+        native = uuid.uuid4().hex
+        body = {
+            "tenant": "ommen",
+            "channel": "mail",
+            "received_at": "2026-11-23T10:00:00+01:00",
+            "source": {"adapter": "test", "native_id": native},
+            "subject": "Paspoort verlopen",
+        }
+        message = aio_pika.Message(
+            json.dumps(body).encode(),
+            message_id=str(uuid.uuid4()),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await exchange.publish(message, routing_key="ommen.mail")
+        ids.append(contact_id("ommen", "test", native))
+    await channel.close()
+    return ids
+
+
+async def die(rt: Runtime, redis_client: Any, keys: Keys) -> None:
+    """As SIGKILL leaves it: no clean stop, the connection gone, and (10 s later) the heartbeat."""
+    router = rt.router
+    assert isinstance(router, AmqpRouter)
+    attached = router._attached
+    if attached is not None and not attached.connection.is_closed:
+        await attached.connection.close()
+    # Every task of it, the batch in flight included, ends where it is (as a killed process does).
+    ours = [t for t in asyncio.all_tasks() if t.get_name().startswith("router") or t in rt.tasks]
+    for _ in range(5):
+        for task in ours:
+            task.cancel()
+        _, pending = await asyncio.wait(ours, timeout=2)
+        if not pending:
+            break
+    assert not pending, "the first router did not stop"
+    await redis_client.delete(keys.router_alive(router.router_id))
+
+
+async def statuses(redis_client: Any, keys: Keys, cids: list[str]) -> dict[str, str]:
+    rows = [await redis_client.hget(keys.contact(cid), "status") for cid in cids]
+    return {cid: (s or b"").decode() for cid, s in zip(cids, rows, strict=True)}
+
+
+@pytest.mark.parametrize("broker_committed", [True, False])
+async def test_a_dead_routers_claims_are_settled_by_the_next_router(
+    settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any, broker_committed: bool
+) -> None:
+    settings = settings.model_copy(update={"claim_lease_ms": 1000, "router_batch_size": 100})
+    keys = Keys(settings.namespace)
+    first = await build(settings, with_router=True, embedded="never")
+    assert isinstance(first.router, AmqpRouter)
+    stuck = asyncio.Event()
+
+    async def hang(*_: Any) -> None:
+        stuck.set()
+        await asyncio.Event().wait()
+
+    # Die between the broker's commit and telling Redis, or before anything reaches the broker.
+    if broker_committed:
+        first.router.core.after_commit = hang  # type: ignore[method-assign]
+    else:
+        first.router.core.emit = hang  # type: ignore[method-assign]
+    await start(first)
+    for _ in range(200):
+        if first.router.ready:
+            break
+        await asyncio.sleep(0.05)
+    cids = await publish(amqp, first.names, N)
+    await asyncio.wait_for(stuck.wait(), 20)
+    await asyncio.sleep(0.5)  # the rest of the batch in flight too
+    before = await statuses(redis_client, keys, cids)
+    assert "routing" in before.values() and set(before.values()) <= {"routing", ""}, before
+    await die(first, redis_client, keys)
+
+    second = await build(settings, with_router=True, embedded="never")
+    await start(second)
+    began = asyncio.get_running_loop().time()
+    try:
+        for _ in range(120):
+            if set((await statuses(redis_client, keys, cids)).values()) == {"routed"}:
+                break
+            await asyncio.sleep(0.25)
+        took = asyncio.get_running_loop().time() - began
+        assert set((await statuses(redis_client, keys, cids)).values()) == {"routed"}, took
+        assert took < 30
+        items = await drain(amqp, first.names.team_queue("ommen", "burgerzaken"), settle=0.3)
+        counted = collections.Counter(m.message_id for m in items)
+        assert counted == collections.Counter(cids), "each contact once in its team queue"
+        # Timers and the work list are there, and agent actions work on a repaired contact.
+        timers = await redis_client.zrange(keys.timers(), 0, -1)
+        assert all(any(t.decode().startswith(cid) for t in timers) for cid in cids)
+        assert await redis_client.zcard(keys.team_items("ommen", "burgerzaken")) == N
+        state = await second.casework.open_case(cids[0], lambda tenant: True)
+        assert state.status == "routed"
+        history = [e["event"] for e in await second.casework.history(cids[0])]
+        assert history == ["contact.routed"]
+        assert await redis_client.zcard(keys.routing_pending()) == 0
+    finally:
+        await second.close()
+        with contextlib.suppress(Exception):
+            await first.close()
