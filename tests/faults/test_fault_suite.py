@@ -100,7 +100,7 @@ class Figures:
             f"  routed                 {self.routed}",
             f"  lost                   {self.lost}",
             f"  routed twice           {self.routed_twice}",
-            f"  state still 'routing'  {self.state_not_routed} (30 s after the end: nothing may stay in doubt)",
+            f"  state still 'routing'  {self.state_not_routed} (after 30 s: nothing may stay in doubt)",
             f"  timers                 {self.timers_expected - self.timers_missing}/{self.timers_expected}"
             f" present ({self.timers_missing} missing)",
             f"  dead letters           {self.dead_letters}, unroutable {self.unroutable}, "
