@@ -156,6 +156,33 @@ async def test_a_surprise_error_in_a_batch_does_not_stop_routing(
     assert (await backend.client.get("/readyz")).status == 200
 
 
+async def test_a_surprise_error_after_the_claims_loses_nothing(
+    backend: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch fails after its contacts were claimed in the store, before anything was published:
+    the claims must not keep the contact from being routed (the embedded router tries the batch again
+    under the same token; the AMQP router gives the claims up and the broker redelivers)."""
+    assert backend.rt.router is not None
+    core = backend.rt.router.core
+    real = core.emit
+    calls = 0
+
+    async def flaky(result: BatchResult, tx: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("surprise after the claims")
+        await real(result, tx)
+
+    monkeypatch.setattr(core, "emit", flaky)
+    contact = backend.contact("ommen", "mail", "Paspoort verlopen")
+    await backend.rt.publisher.publish(contact)
+    await wait_routed(backend.rt, contact.cid, within=30)
+    cid = contact.cid
+    assert calls >= 2
+    assert [m.message_id for m in await backend.team_queue("ommen", "burgerzaken")] == [cid]
+
+
 # Real backend only: AMQP frames (the broker's frame_max) exist only on the wire to RabbitMQ; the
 # embedded broker hands bytes over in memory.
 async def test_a_team_item_larger_than_an_amqp_frame_arrives_whole(h: Harness) -> None:

@@ -54,6 +54,16 @@ async def run_demo(runtime: Runtime, out: object = sys.stdout) -> bool:
     return not pending
 
 
+def cannot_start(settings: Settings, message: str) -> int:
+    """Why the process does not start: a JSON log line where logs are JSON (a log collector reads
+    them all), the plain sentence on a console. Exit status 2."""
+    if settings.log_format == "json":
+        log.error("cannot_start", reason=message)
+    else:
+        print(message, file=sys.stderr)
+    return 2
+
+
 async def serve(
     settings: Settings,
     *,
@@ -69,18 +79,15 @@ async def serve(
             settings, with_router=with_router, with_scheduler=with_scheduler, embedded=embedded
         )
     except RulesError as exc:
-        print(f"rules are invalid:\n{exc}", file=sys.stderr)
-        return 2
+        return cannot_start(settings, f"rules are invalid:\n{exc}")
     except (RuntimeError, OSError) as exc:
-        print(f"cannot start: {exc}", file=sys.stderr)
-        return 2
+        return cannot_start(settings, f"cannot start: {exc}")
     try:
         # The channel adapters (web form, social, phone notes, SMTP/IMAP) run with the HTTP API.
         adapter_ctx = await context_for_runtime(runtime) if with_api else None
     except (ValidationError, AdapterLoadError) as exc:
-        print(f"cannot start: {exc}", file=sys.stderr)
         await runtime.close()
-        return 2
+        return cannot_start(settings, f"cannot start: {exc}")
     if runtime.embedded:
         print(f"\n*** {BANNER} ***\n", file=sys.stderr)
     stop = asyncio.Event()

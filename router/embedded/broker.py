@@ -109,20 +109,26 @@ class MemoryRouter:
             self.ready = False
 
     async def _route(self, batch: list[Delivery]) -> None:
-        tx = MemoryTx(self.broker)
-        try:
-            self.batches += 1
-            result = await self.core.handle(batch, tx, f"embedded.{self.batches}")
-        except Exception as exc:
-            # As on RabbitMQ, where the session ends and the broker redelivers the unacked batch: nothing
-            # of it was published (MemoryTx publishes at commit), so the whole batch goes back, and the
-            # router goes on instead of dying while the process still says it is ready.
-            log.error("router_batch_failed", error=type(exc).__name__, size=len(batch), exc_info=exc)
-            for d in batch:
-                await self.broker.inbox.put(replace(d, redelivered=True))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), 0.2)
-            return
+        self.batches += 1
+        token = f"embedded.{self.batches}"
+        while True:
+            tx = MemoryTx(self.broker)
+            try:
+                result = await self.core.handle(batch, tx, token)
+                break
+            except Exception as exc:
+                # As the AMQP router holds a batch while the store is down: nothing of it was published
+                # (MemoryTx publishes at commit), so the same batch is tried again under the same token,
+                # which takes back the claims it made; the router goes on instead of dying while the
+                # process still says it is ready.
+                log.error("router_batch_failed", error=type(exc).__name__, size=len(batch), exc_info=exc)
+                batch = [replace(d, redelivered=True) for d in batch]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 0.2)
+                if self._stop.is_set():
+                    for d in batch:  # back where they came from, for nobody: nothing is durable here
+                        await self.broker.inbox.put(d)
+                    return
         try:
             await self.core.after_commit(result)
         except Exception as exc:

@@ -1,4 +1,4 @@
-"""The fault suite: ≥ 10,000 contacts over both tenants and five channels through two router processes
+"""The fault suite: ≥ 20,000 contacts over both tenants and five channels through two router processes
 while the routers, the broker link and Redis fail one after the other. Afterwards nothing may be lost,
 nothing routed twice, every routed contact must be `routed` in Redis with its timers scheduled.
 
@@ -10,20 +10,25 @@ Faults, in order, while contacts keep arriving:
   5. the broker closes router 1's own named connection (`rabbitmqctl close_connection`);
   6. SIGTERM of router 2: it must finish or requeue what it holds and exit cleanly (not restarted:
      router 1 routes the rest alone).
-About 5 % of the contacts are sent a second time (same source id, new message id) to exercise the
-Redis claim that dedupes re-sends.
+Between them, nine more SIGKILLs of router 2 (ten in all), and dead letters replayed twice. 15 % of the
+contacts are sent again, in three kinds (the identical message, without a message id, with a fresh id)
+at three lags (right behind, 1-5 s, 30-120 s later); each kind is reported on its own.
 
 Figures are printed at the end; `scripts/fault-suite` runs only this suite and writes them as JSON.
-Size with FAULT_CONTACTS (default 10000).
+Size with FAULT_CONTACTS (default 20000) and FAULT_STREAM_SECONDS (default 60).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import os
+import random
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -52,10 +57,19 @@ from tests.faults.helpers import (
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
-CONTACTS = int(os.environ.get("FAULT_CONTACTS", "10000"))
+CONTACTS = int(os.environ.get("FAULT_CONTACTS", "20000"))
 # Publishing pace: the stream lasts about this long, so that every fault lands while contacts flow.
-STREAM_SECONDS = float(os.environ.get("FAULT_STREAM_SECONDS", "40"))
+STREAM_SECONDS = float(os.environ.get("FAULT_STREAM_SECONDS", "60"))
 RESEND_EVERY = 20
+# Copies of a contact, as publishers send them: the identical message (same message_id: a client after
+# a lost confirm), the same bytes without a message_id (pika, most non-Python clients), a fresh id.
+RESEND_KINDS = {7: "identical", 8: "without_id", 9: "fresh_id"}
+# How long after the original a copy comes (seconds): right behind it, a few seconds, much later.
+LAGS = ((0, 0), (1, 5), (30, 120))
+# SIGKILLs of a router (each restarted at once), at these fractions of the stream, besides fault 1.
+KILLS_AT = (0.2, 0.25, 0.3, 0.45, 0.5, 0.6, 0.65, 0.8, 0.9)
+# Dead letters put in router.dead mid-stream and replayed twice with `contact-router dlq replay --all`.
+DEAD_LETTERS = 100
 TENANTS = ("ommen", "coevorden")
 CHANNELS = ("mail", "webform", "social", "phone", "post")
 SUBJECTS = (
@@ -82,7 +96,11 @@ class Figures:
     timers_expected: int = 0
     timers_missing: int = 0
     dead_letters: int = 0
+    dead_letters_replayed: int = 0
     unroutable: int = 0
+    kills: int = 1
+    # Per kind of copy: sent, lost, routed twice, left routing.
+    resends: dict[str, dict[str, int]] = field(default_factory=dict)
     faults: list[str] = field(default_factory=list)
     router_restarts: int = 0
     consumer_attachments: dict[str, int] = field(default_factory=dict)
@@ -103,6 +121,12 @@ class Figures:
             f"  state still 'routing'  {self.state_not_routed} (after 30 s: nothing may stay in doubt)",
             f"  timers                 {self.timers_expected - self.timers_missing}/{self.timers_expected}"
             f" present ({self.timers_missing} missing)",
+            *(
+                f"  copies {kind:<15} {r['sent']} sent: {r['lost']} lost, {r['twice']} routed twice, "
+                f"{r['routing']} left routing"
+                for kind, r in self.resends.items()
+            ),
+            f"  router SIGKILLs        {self.kills}; dead letters replayed: {self.dead_letters_replayed}",
             f"  dead letters           {self.dead_letters}, unroutable {self.unroutable}, "
             f"left in router queue {self.left_in_router_queue}",
             f"  routed by              {self.routed_by}",
@@ -143,16 +167,20 @@ class Publisher:
         self.resent = 0
         self.published = 0
         self.expected: set[str] = set()
-        self.resent_ids: set[str] = set()
+        self.resent_by_kind: dict[str, set[str]] = {kind: set() for kind in RESEND_KINDS.values()}
+        self.stream_done = False
 
     async def run(self, total: int, seconds: float, bursts: int = 10) -> None:
         """`total` contacts in `bursts` bursts spread over `seconds`: each burst goes out as fast as the
-        broker confirms it, so the routers always have a backlog when a fault strikes mid-burst."""
+        broker confirms it, so the routers always have a backlog when a fault strikes mid-burst. Three
+        in every RESEND_EVERY contacts are sent again, one of each kind of copy, at one of three lags;
+        copies due after the stream are sent when due."""
         channel = await self.conn.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(self.names("contacts"))
         run = uuid.uuid4().hex[:8]
         received_at = datetime.now(UTC).isoformat()
-        resend: list[tuple[bytes, str]] = []
+        later: list[tuple[float, int, bytes, str, str | None]] = []  # a heap of copies by due time
+        lags = random.Random(run)
         start = time.monotonic()
         window = 100
         per_burst = -(-total // bursts)
@@ -160,40 +188,92 @@ class Publisher:
         while i < total:
             burst_end = min(total, i + per_burst)
             while i < burst_end:
-                chunk = []
+                chunk: list[tuple[bytes, str, str | None]] = []
                 for _ in range(min(window, burst_end - i)):
                     cid, body, key = contact_body(i, run, received_at)
                     self.expected.add(cid)
-                    chunk.append((body, key))
-                    if i % RESEND_EVERY == 7:
-                        resend.append((body, key))
-                        self.resent_ids.add(cid)
+                    kind = RESEND_KINDS.get(i % RESEND_EVERY)
+                    original_id = None if kind == "without_id" else str(uuid.uuid4())
+                    chunk.append((body, key, original_id))
+                    if kind is not None:
+                        self.resent_by_kind[kind].add(cid)
+                        copy_id = str(uuid.uuid4()) if kind == "fresh_id" else original_id
+                        low, high = LAGS[(i // RESEND_EVERY) % len(LAGS)]
+                        if high == 0:
+                            chunk.append((body, key, copy_id))  # right behind the original
+                            self.resent += 1
+                        else:
+                            due = time.monotonic() + lags.uniform(low, high)
+                            heapq.heappush(later, (due, i, body, key, copy_id))
                     i += 1
-                # Re-send copies of contacts published a little earlier (a chunk or two back).
-                if len(resend) > 5:
-                    self.resent += len(resend[:5])
-                    chunk += resend[:5]
-                    del resend[:5]
-                await asyncio.gather(*(self._publish(exchange, body, key) for body, key in chunk))
+                while later and later[0][0] <= time.monotonic():
+                    _, _, body, key, copy_id = heapq.heappop(later)
+                    chunk.append((body, key, copy_id))
+                    self.resent += 1
+                await asyncio.gather(*(self._publish(exchange, b, k, m) for b, k, m in chunk))
                 self.published += len(chunk)
                 self.sent = i
             ahead = start + seconds * i / total - time.monotonic()
             if ahead > 0:
                 await asyncio.sleep(ahead)
-        await asyncio.gather(*(self._publish(exchange, body, key) for body, key in resend))
-        self.resent += len(resend)
-        self.published += len(resend)
+        self.stream_done = True
+        while later:
+            await asyncio.sleep(max(0.0, later[0][0] - time.monotonic()))
+            due = []
+            while later and later[0][0] <= time.monotonic():
+                due.append(heapq.heappop(later))
+            await asyncio.gather(*(self._publish(exchange, b, k, m) for _, _, b, k, m in due))
+            self.resent += len(due)
+            self.published += len(due)
         await channel.close()
 
     @staticmethod
-    async def _publish(exchange: aio_pika.abc.AbstractExchange, body: bytes, key: str) -> None:
+    async def _publish(
+        exchange: aio_pika.abc.AbstractExchange, body: bytes, key: str, message_id: str | None
+    ) -> None:
         message = aio_pika.Message(
             body,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=str(uuid.uuid4()),
+            message_id=message_id,
         )
         await exchange.publish(message, routing_key=key, timeout=30)
+
+
+async def dead_letter(conn: aio_pika.abc.AbstractConnection, names: Names, n: int) -> set[str]:
+    """`n` valid contacts put straight into router.dead, each twice (same message), as the router
+    would have dead-lettered them; returns their ids."""
+    channel = await conn.channel(publisher_confirms=True)
+    exchange = await channel.get_exchange(names(DEAD))
+    run = f"dead-{uuid.uuid4().hex[:6]}"
+    ids = set()
+    for i in range(n):
+        cid, body, key = contact_body(i, run, datetime.now(UTC).isoformat())
+        ids.add(cid)
+        headers = {"x-dead-reason": "fault suite: dead-lettered on purpose", "x-original-routing-key": key}
+        message_id = str(uuid.uuid4())
+        for _ in range(2):
+            message = aio_pika.Message(
+                body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id, headers=headers
+            )
+            await exchange.publish(message, routing_key=key, timeout=30)
+    await channel.close()
+    return ids
+
+
+def replay_dead_letters(settings: Settings) -> str:
+    """`contact-router dlq replay --all` against the broker itself; its last line."""
+    env = {**os.environ, "AMQP_URL": settings.amqp_url, "NAMESPACE": settings.namespace}
+    done = subprocess.run(
+        [sys.executable, "-m", "router.cli", "dlq", "replay", "--all"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
 
 
 async def queue_depth(conn: aio_pika.abc.AbstractConnection, queue: str) -> tuple[int, int]:
@@ -330,6 +410,21 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
         r1.start()
         await reattached(r1, before, "its restart")
 
+        async def kill_router_2(fraction: float) -> None:
+            """SIGKILL router 2 mid-stream and start it again at once (a new router for the store)."""
+            await sent(fraction)
+            in_flight = await backlog()
+            r2.signal(signal.SIGKILL)
+            r2.wait(10)
+            before = attachments(r2)
+            r2.start()
+            await reattached(r2, before, "its restart")
+            figures.kills += 1
+            figures.faults.append(f"SIGKILL router-2 after {publisher.sent} sent ({in_flight} in flight)")
+
+        for fraction in [f for f in KILLS_AT if f < 0.35]:
+            await kill_router_2(fraction)
+
         # 2. Cut the AMQP link of both routers; refuse reconnects for 3 s.
         await sent(0.35)
         before1, before2 = attachments(r1), attachments(r2)
@@ -344,6 +439,9 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
             "dropped, reconnects refused for 3 s"
         )
 
+        for fraction in [f for f in KILLS_AT if 0.35 < f < 0.55]:
+            await kill_router_2(fraction)
+
         # 3. Redis killed and restarted on the same port.
         await sent(0.55)
         in_flight = await backlog()
@@ -352,6 +450,20 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
         redis.start()
         figures.faults.append(
             f"Redis SIGKILL after {publisher.sent} sent ({in_flight} in flight); down 5 s, restarted (AOF)"
+        )
+
+        for fraction in [f for f in KILLS_AT if 0.55 < f < 0.75]:
+            await kill_router_2(fraction)
+
+        # Dead letters, each in router.dead twice (an operator's first replay died halfway, say),
+        # replayed twice while contacts flow: each is routed once.
+        letters = await dead_letter(amqp, names, DEAD_LETTERS)
+        publisher.expected |= letters
+        replays = [await asyncio.to_thread(replay_dead_letters, settings) for _ in range(2)]
+        figures.dead_letters_replayed = len(letters)
+        figures.faults.append(
+            f"{DEAD_LETTERS} dead letters, each twice in router.dead, replayed twice after {publisher.sent} "
+            f"sent: {', '.join(replays)}"
         )
 
         # 4. Redis frozen.
@@ -363,6 +475,9 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
         figures.faults.append(
             f"Redis SIGSTOP after {publisher.sent} sent ({in_flight} in flight); frozen 4 s, then SIGCONT"
         )
+
+        for fraction in [f for f in KILLS_AT if 0.75 < f < 0.85]:
+            await kill_router_2(fraction)
 
         # 5. The broker closes router 1's own connection.
         await sent(0.85)
@@ -378,6 +493,9 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
         figures.faults.append(
             f"broker closed router-1's connection after {publisher.sent} sent ({in_flight} in flight)"
         )
+
+        for fraction in [f for f in KILLS_AT if 0.85 < f < 0.95]:
+            await kill_router_2(fraction)
 
         # 6. SIGTERM router 2 mid-stream; it must exit cleanly and not be restarted.
         await sent(0.95)
@@ -397,7 +515,8 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
             f"{in_flight} in flight); exit code {figures.sigterm_exit_code}; router-1 finishes alone"
         )
 
-        await asyncio.wait_for(stream, STREAM_SECONDS * 3)
+        # The late copies (LAGS) come up to two minutes after the stream.
+        await asyncio.wait_for(stream, STREAM_SECONDS * 3 + 150)
         figures.contacts_sent = len(publisher.expected)
         figures.resends_sent = publisher.resent
         figures.messages_published = publisher.published
@@ -460,6 +579,13 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
         cid for cid, (status, _) in zip(routed, states, strict=True) if status not in (b"routed", b"routing")
     ]
     figures.state_not_routed = len(not_routed)
+    for kind, ids in publisher.resent_by_kind.items():
+        figures.resends[kind] = {
+            "sent": len(ids),
+            "lost": len(ids - set(seen)),
+            "twice": sum(1 for cid in ids if seen[cid] > 1),
+            "routing": len(ids & set(not_routed)),
+        }
     members: list[str] = []
     for cid in routed:
         for d in envelopes[cid]["routing"]["deadlines"]:
@@ -498,7 +624,11 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
         str((m.headers or {}).get("x-dead-reason", (m.headers or {}).get("x-death"))) for m in dead
     )
     assert figures.contacts_sent >= CONTACTS
-    assert len(figures.faults) == 6
+    assert len(figures.faults) == 6 + len(KILLS_AT) + 1
+    assert figures.kills >= 10
+    for kind, r in figures.resends.items():
+        assert r["sent"] >= CONTACTS // RESEND_EVERY, (kind, r)
+        assert (r["lost"], r["twice"], r["routing"]) == (0, 0, 0), (kind, r)
     assert figures.sigterm_exit_code == 0, f"router-2 did not stop cleanly on SIGTERM; see {r2.log}"
     assert figures.lost == 0, f"{figures.lost} contacts lost, e.g. {sorted(expected - set(seen))[:5]}"
     assert figures.routed_twice == 0, (
@@ -512,7 +642,7 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
     assert figures.timers_expected > 0
     # Every router came back after each fault (attachments: start, restart, cut, broker close).
     assert figures.consumer_attachments["router-1"] >= 4, figures.consumer_attachments
-    assert figures.consumer_attachments["router-2"] >= 2, figures.consumer_attachments
+    assert figures.consumer_attachments["router-2"] >= 2 + len(KILLS_AT), figures.consumer_attachments
 
 
 def _cid_of(body: bytes) -> str:
@@ -543,7 +673,7 @@ async def diagnose(
             state[cid] = {
                 "fields": fields,
                 "history": await client.lrange(keys.history(cid), 0, -1),
-                "resent": cid in publisher.resent_ids,
+                "resent": [k for k, ids in publisher.resent_by_kind.items() if cid in ids],
             }
     finally:
         await client.aclose()
