@@ -55,6 +55,39 @@ async def publish_raw(conn: aio_pika.abc.AbstractConnection, names: Names, key: 
     await channel.close()
 
 
+# A queue of the tests' own on exchange `contacts` (see `contacts_tap`).
+CONTACTS_TAP = "tests.contacts"
+
+
+class ContactsTap:
+    """What was published to exchange `contacts` since the tap was opened (see `contacts_tap`)."""
+
+    def __init__(self, queue: aio_pika.abc.AbstractQueue):
+        self.queue = queue
+
+    async def take(self, settle: float = 0.3) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        """Every message on the tap now (taken: a second call sees only newer ones)."""
+        return await drain_queue(self.queue, settle)
+
+
+@asynccontextmanager
+async def contacts_tap(conn: aio_pika.abc.AbstractConnection, names: Names) -> AsyncIterator[ContactsTap]:
+    """An exclusive queue bound to exchange `contacts` with key "#", declared before the test acts.
+
+    For "nothing was published": `router.contacts` cannot tell while a router consumes it (a stray
+    message is taken before a check gets to see it); this queue keeps a copy of every contact
+    published from now on, whoever consumes the router's queue. Pair a check of it with a positive
+    control in the same test (something that is published, seen on the tap)."""
+    channel = await conn.channel()
+    queue = await channel.declare_queue(names(CONTACTS_TAP), exclusive=True)
+    await queue.bind(names(topology.CONTACTS), routing_key="#")
+    try:
+        yield ContactsTap(queue)
+    finally:
+        await queue.delete(if_unused=False, if_empty=False)
+        await channel.close()
+
+
 class AmqpTaps:
     """The real queues. The events tap is an exclusive queue of this connection, bound before use."""
 

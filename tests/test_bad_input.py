@@ -30,6 +30,7 @@ from router.core.topology import H_DEAD_REASON
 from router.http.app import create_app
 from router.service import Runtime, build, start
 from router.settings import Settings
+from tests.backends import contacts_tap
 from tests.conftest import drain
 from tests.test_routing_e2e import contact_json, wait_routed
 
@@ -253,18 +254,29 @@ ADAPTER_ROUTES = ("/v1/channels/webform/ommen", "/v1/channels/phone/ommen/notes"
 
 
 async def test_adapter_routes_corpus(service: Service) -> None:
-    for path in ADAPTER_ROUTES:
-        for name, body, _status, _says in COMMON:
-            if name == NUMBER_5000:
-                continue  # see the test below
-            resp = await service.client.post(
-                path, data=body, headers={**KEY, "Content-Type": "application/json"}
-            )
-            text = await resp.text()
-            assert resp.status < 500, f"{path} {name}: {resp.status} {text[:300]}"
-            assert 400 <= resp.status < 500 and "error" in json.loads(text), f"{path} {name}: {text[:300]}"
-        resp = await service.client.post("/v1/channels/webform/zwolle", json={}, headers=KEY)
-        assert resp.status == 404 and "unknown tenant 'zwolle'" in await resp.text()
+    """Every bad body gets a 4xx with an error, and none of them is published: read from a tap on
+    exchange `contacts` opened first (tests/backends.py `contacts_tap`; router.contacts is emptied by
+    the running router), with one valid web-form submission as the tap's positive control."""
+    async with contacts_tap(service.amqp, service.rt.names) as tap:
+        for path in ADAPTER_ROUTES:
+            for name, body, _status, _says in COMMON:
+                if name == NUMBER_5000:
+                    continue  # see the test below
+                resp = await service.client.post(
+                    path, data=body, headers={**KEY, "Content-Type": "application/json"}
+                )
+                text = await resp.text()
+                assert resp.status < 500, f"{path} {name}: {resp.status} {text[:300]}"
+                assert 400 <= resp.status < 500 and "error" in json.loads(text), (
+                    f"{path} {name}: {text[:300]}"
+                )
+            resp = await service.client.post("/v1/channels/webform/zwolle", json={}, headers=KEY)
+            assert resp.status == 404 and "unknown tenant 'zwolle'" in await resp.text()
+        assert await tap.take() == []
+        # The control: a valid submission on the same route is published, and the tap sees it.
+        resp = await service.client.post(ADAPTER_ROUTES[0], json={"message": "Mijn paspoort is verlopen."})
+        assert resp.status == 202, await resp.text()
+        assert [m.routing_key for m in await tap.take()] == ["ommen.webform"]
     await service.good_contact_still_routes()
 
 
@@ -311,25 +323,34 @@ def whatsapp(mid: str, text: str) -> bytes:
 
 
 async def test_forged_webhooks_are_refused_and_publish_nothing(service: Service) -> None:
+    """Pins adapters/social/adapter.py `SocialAdapter.receive`: `if not signature_valid(secret, raw,
+    request.headers.get("X-Hub-Signature-256")):` answering 401 before `submit_or_error`. "Nothing was
+    published" is read from a tap on exchange `contacts` opened before the posts (tests/backends.py
+    `contacts_tap`), not from router.contacts, which the running router empties; the same payload
+    signed is the tap's positive control."""
     raw = whatsapp(f"wamid.{uuid.uuid4().hex}", "Wanneer wordt het afval opgehaald?")
-    for name, signature in (
-        ("signed with another secret", sign(raw, "not-the-secret")),
-        ("signature of another body", sign(raw + b" ")),
-        ("garbage signature", "sha256=zz"),
-        ("no signature", None),
-    ):
-        headers = {"Content-Type": "application/json"}
-        if signature is not None:
-            headers["X-Hub-Signature-256"] = signature
-        resp = await service.client.post(SOCIAL, data=raw, headers=headers)
-        assert resp.status == 401, name
-        assert "X-Hub-Signature-256" in (await resp.json())["error"], name
-    resp = await service.client.post(
-        "/v1/channels/social/zwolle/webhook", data=raw, headers={"X-Hub-Signature-256": sign(raw)}
-    )
-    assert resp.status == 404 and "unknown tenant 'zwolle'" in await resp.text()
-    await asyncio.sleep(0.5)
-    assert await drain(service.amqp, service.rt.names("router.contacts"), settle=0.1) == []
+    async with contacts_tap(service.amqp, service.rt.names) as tap:
+        for name, signature in (
+            ("signed with another secret", sign(raw, "not-the-secret")),
+            ("signature of another body", sign(raw + b" ")),
+            ("garbage signature", "sha256=zz"),
+            ("no signature", None),
+        ):
+            headers = {"Content-Type": "application/json"}
+            if signature is not None:
+                headers["X-Hub-Signature-256"] = signature
+            resp = await service.client.post(SOCIAL, data=raw, headers=headers)
+            assert resp.status == 401, name
+            assert "X-Hub-Signature-256" in (await resp.json())["error"], name
+        resp = await service.client.post(
+            "/v1/channels/social/zwolle/webhook", data=raw, headers={"X-Hub-Signature-256": sign(raw)}
+        )
+        assert resp.status == 404 and "unknown tenant 'zwolle'" in await resp.text()
+        assert await tap.take(settle=0.5) == []
+        # The control: signed, the same payload is published, and the tap sees it.
+        resp = await service.client.post(SOCIAL, data=raw, headers={"X-Hub-Signature-256": sign(raw)})
+        assert resp.status == 200, await resp.text()
+        assert [m.routing_key for m in await tap.take()] == ["ommen.social"]
     await service.good_contact_still_routes()
 
 

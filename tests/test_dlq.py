@@ -20,6 +20,7 @@ from router.core.tenants import Tenant
 from router.core.topology import H_DEAD_REASON, H_ORIGINAL_KEY, Names
 from router.service import Runtime, build, declare_topology, start
 from router.settings import Settings
+from tests.backends import contacts_tap
 from tests.conftest import RULES, drain
 from tests.test_routing_e2e import contact_json, publish_raw, wait_routed
 
@@ -143,6 +144,10 @@ async def test_replay_after_a_fix_routes_once_even_when_replayed_twice(
     cli: Cli,
     tmp_path: Path,
 ) -> None:
+    """Pins router/core/pipeline.py `RoutingCore.emit`: `await tx.ack(p.delivery)` in
+    `for p in result.duplicates:` — the copies routed as duplicates are settled, so router.contacts,
+    read once the router has stopped (while it runs it holds unacked copies out of sight), is empty.
+    A tap on `contacts` shows that the three deliveries really went out."""
     # Before the fix: the router knows only Ommen, so a Coevorden contact is dead-lettered. It was
     # sent twice by its adapter (same source id, two message ids): two dead letters.
     only_ommen = tmp_path / "rules"
@@ -165,43 +170,54 @@ async def test_replay_after_a_fix_routes_once_even_when_replayed_twice(
     _, shown, _ = await cli("show", first, "--json")
     kept = json.loads(shown)
 
-    # The fix: Coevorden's rules are deployed. Replay everything.
+    # The fix: Coevorden's rules are deployed. Replay everything. A tap on `contacts` opened first
+    # sees what the replays publish (router.contacts cannot: the running router empties it).
     rt = await started(settings)
     try:
-        code, out, _ = await cli("replay", "--all")
-        assert code == 0, out
-        assert "2 dead letter(s) replayed" in out and "key coevorden.mail" in out
-        cid = contact_id("coevorden", "test", data["source"]["native_id"])
-        fields = await wait_routed(rt, cid)
-        await asyncio.sleep(0.5)  # the second copy is handled (as a duplicate) meanwhile
+        async with contacts_tap(amqp, names) as tap:
+            code, out, _ = await cli("replay", "--all")
+            assert code == 0, out
+            assert "2 dead letter(s) replayed" in out and "key coevorden.mail" in out
+            cid = contact_id("coevorden", "test", data["source"]["native_id"])
+            fields = await wait_routed(rt, cid)
+            await asyncio.sleep(0.5)  # the second copy is handled (as a duplicate) meanwhile
 
-        # A replay that crashed after publishing but before removing its dead letter leaves it
-        # behind; replaying it again must not route the contact a second time.
-        channel = await amqp.channel(publisher_confirms=True)
-        dead_x = await channel.get_exchange(names("router.dead"))
-        await dead_x.publish(
-            aio_pika.Message(
-                body,
-                message_id=first,
-                headers={H_DEAD_REASON: kept["headers"][H_DEAD_REASON], H_ORIGINAL_KEY: "coevorden.mail"},
-            ),
-            routing_key="coevorden.mail",
-        )
-        await channel.close()
-        code, out, _ = await cli("replay", first)
-        assert code == 0 and "1 dead letter(s) replayed" in out
-        await asyncio.sleep(1.0)
+            # A replay that crashed after publishing but before removing its dead letter leaves it
+            # behind; replaying it again must not route the contact a second time.
+            channel = await amqp.channel(publisher_confirms=True)
+            dead_x = await channel.get_exchange(names("router.dead"))
+            await dead_x.publish(
+                aio_pika.Message(
+                    body,
+                    message_id=first,
+                    headers={H_DEAD_REASON: kept["headers"][H_DEAD_REASON], H_ORIGINAL_KEY: "coevorden.mail"},
+                ),
+                routing_key="coevorden.mail",
+            )
+            await channel.close()
+            code, out, _ = await cli("replay", first)
+            assert code == 0 and "1 dead letter(s) replayed" in out
+            await asyncio.sleep(1.0)
+            replayed = await tap.take()
+        # Three deliveries went out, with the original key and body ...
+        assert [(m.routing_key, m.body) for m in replayed] == [("coevorden.mail", body)] * 3
 
         team = fields["team"]
         items = await drain(amqp, names.team_queue("coevorden", team))
-        assert [m.message_id for m in items] == [cid]  # three deliveries, routed once
+        assert [m.message_id for m in items] == [cid]  # ... and were routed once
         record = await rt.store.get(cid)
         assert record is not None
         assert [h["event"] for h in record.history] == ["contact.routed"]
         assert await drain(amqp, names("router.dead"), settle=0.2) == []
-        assert await drain(amqp, names("router.contacts"), settle=0.2) == []
     finally:
         await rt.close()
+    # Every delivery was settled (the copies acked as duplicates: router/core/pipeline.py
+    # `RoutingCore.emit`, `await tx.ack(p.delivery)` for `result.duplicates`). Read with the router
+    # stopped: while it runs it holds an unacked copy where no reader sees it. The control: a copy
+    # sent now is seen there.
+    assert await drain(amqp, names("router.contacts"), settle=0.2) == []
+    await publish_raw(amqp, names, "coevorden.mail", body)
+    assert [m.body for m in await drain(amqp, names("router.contacts"))] == [body]
 
 
 async def test_replay_of_an_unknown_id_replays_nothing(

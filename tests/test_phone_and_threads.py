@@ -1,13 +1,28 @@
 """Phone notes act on their outcome by themselves; replies join the contact they answer.
 
-Each test runs on the embedded backend and on the real RabbitMQ and Redis (`backend`)."""
+Each test runs on the embedded backend and on the real RabbitMQ and Redis (`backend`, or `twins`: the
+same with a rules dir of two tenants whose names share their first three letters)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import aio_pika
+import pytest
+
+from router.core.clock import ManualClock
+from router.core.contact import Contact, reference_for
+from router.core.routing import thread_hints
+from router.settings import Settings
+from tests.backends import open_harness
+from tests.conftest import RULES
 from tests.harness import ALL_KEY, Harness
+
+# Shares "OMM" with ommen: its reference numbers look like Ommen's (reference_for: tenant[:3]).
+TWIN = "ommendorp"
 
 
 async def send(backend: Harness, tenant: str, channel: str, body: str, **fields: Any) -> str:
@@ -146,3 +161,110 @@ async def test_reference_of_another_tenant_does_not_join(backend: Harness) -> No
     reference = (await backend.get(first))["contact"]["reference"]
     other = await send(backend, "ommen", "mail", "Vraag", subject=f"Over {reference}")
     assert (await backend.get(other))["status"] == "routed"
+
+
+async def test_reference_of_another_tenant_is_not_even_looked_up(backend: Harness) -> None:
+    """Pins router/core/routing.py `thread_hints`: `and ref.startswith(contact.tenant[:3].upper())`.
+    An Ommen mail quoting Coevorden's reference has no thread hints, so the store is never asked for
+    that reference. Without the prefix filter the reference is looked up (the store's tenant check in
+    `find_threads` still refuses the join, so only the lookup shows the filter;
+    test_reference_of_a_tenant_with_the_same_prefix_does_not_join pins that check)."""
+    asked: list[tuple[str, list[str], list[str]]] = []
+    find_threads = backend.rt.store.find_threads
+
+    async def recording(queries: list[tuple[str, list[str], list[str]]]) -> list[dict[str, str] | None]:
+        asked.extend(queries)
+        return await find_threads(queries)
+
+    backend.rt.store.find_threads = recording  # type: ignore[method-assign]
+    first = await send(backend, "coevorden", "mail", "Paspoort verlopen")
+    reference = (await backend.get(first))["contact"]["reference"]
+    assert reference.startswith("COE-")
+    other = await send(backend, "ommen", "mail", "Vraag", subject=f"Over {reference}")
+    assert (await backend.get(other))["status"] == "routed"
+    assert [q for q in asked if reference in q[1]] == []
+    # The control: a reference of Ommen's own is looked up, and joins.
+    own = (await backend.get(other))["contact"]["reference"]
+    reply = await send(backend, "ommen", "mail", "Aanvulling", subject=f"Re: {own}")
+    assert ("ommen", [own], []) in asked
+    assert (await backend.get(reply))["status"] == "merged"
+
+
+def test_thread_hints_keep_only_references_with_the_tenants_prefix() -> None:
+    """Pins router/core/routing.py `thread_hints`: `and ref.startswith(contact.tenant[:3].upper())`:
+    a reference of another municipality in the subject is no thread hint; one of the tenant's own is."""
+    coevorden_ref = reference_for("coevorden", "0ab98c26-879b-5bcd-aade-a86b86e22397")
+    ommen_ref = reference_for("ommen", "0ab98c26-879b-5bcd-aade-a86b86e22397")
+
+    def mail(subject: str) -> Contact:
+        return Contact.model_validate(
+            {
+                "tenant": "ommen",
+                "channel": "mail",
+                "received_at": "2026-05-13T10:00:00+02:00",
+                "source": {"adapter": "test", "native_id": subject},
+                "subject": subject,
+                "body": "Vraag",
+            }
+        )
+
+    assert thread_hints(mail(f"Re: {coevorden_ref}")) == ([], [])
+    assert thread_hints(mail(f"Re: {ommen_ref.lower()}")) == ([ommen_ref], [])
+
+
+def twin_rules(tmp_path: Path) -> Path:
+    """rules/ommen.yaml twice: as ommen and as ommendorp (same teams, same prefix "OMM")."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    text = (RULES / "ommen.yaml").read_text()
+    (rules / "ommen.yaml").write_text(text)
+    twin = text.replace("\ntenant: ommen\n", f"\ntenant: {TWIN}\n", 1)
+    assert twin != text
+    (rules / f"{TWIN}.yaml").write_text(twin.replace("name: Gemeente Ommen", "name: Gemeente Ommendorp"))
+    return rules
+
+
+@pytest.fixture
+async def twins(
+    backend_kind: tuple[str, aio_pika.abc.AbstractConnection | None],
+    settings: Settings,
+    clock: ManualClock,
+    tmp_path: Path,
+) -> AsyncIterator[Harness]:
+    """`backend` with tenants ommen and ommendorp. The namespace clean-up (tests/conftest.py) knows
+    the tenants of rules/ only: the twin's queues are deleted here."""
+    kind, amqp = backend_kind
+    twin_settings = settings.model_copy(update={"rules_dir": twin_rules(tmp_path)})
+    async with open_harness(kind, twin_settings, clock, amqp) as harness:
+        yield harness
+    if amqp is not None:
+        channel = await amqp.channel()
+        teams = harness.rt.tenants[TWIN].loaded.rules.team_ids()
+        for queue in [harness.names.team_queue(TWIN, t) for t in teams] + [
+            harness.names.escalation_queue(TWIN)
+        ]:
+            await channel.queue_delete(queue)
+        await channel.close()
+
+
+async def test_reference_of_a_tenant_with_the_same_prefix_does_not_join(twins: Harness) -> None:
+    """Pins router/redis/store.py `RedisStore.find_threads`:
+    `out.append(info if info["tenant"] == tenant and info["committed"] == "1" else None)` (the
+    `info["tenant"] == tenant` part). Ommen's reference OMM-... quoted in a mail to Ommendorp passes the
+    prefix filter of `thread_hints` (both "OMM"), and reference numbers are one key space for all
+    tenants: only the store's tenant check keeps the reply from joining Ommen's contact. Without it the
+    Ommendorp mail is merged into Ommen's contact and lands in Ommen's team queue."""
+    first = await send(twins, "ommen", "mail", "Mijn paspoort is verlopen", subject="Paspoort")
+    await twins.team_queue("ommen", "burgerzaken")
+    reference = (await twins.get(first))["contact"]["reference"]
+    assert reference.startswith("OMM-")
+    other = await send(twins, TWIN, "mail", "Ik heb een vraag over afval", subject=f"Re: {reference}")
+    view = await twins.get(other)
+    assert (view["status"], view["contact"]["tenant"], view["team"]) == ("routed", TWIN, "openbare_ruimte")
+    assert [e["event"] for e in (await twins.get(first))["history"]] == ["contact.routed"]
+    assert await twins.team_queue("ommen", "burgerzaken") == []
+    [item] = await twins.team_queue(TWIN, "openbare_ruimte")
+    assert json.loads(item.body)["routing"].get("follow_up_of") is None
+    # The control: the same quote within Ommen joins.
+    reply = await send(twins, "ommen", "mail", "Aanvulling", subject=f"Re: {reference}")
+    assert (await twins.get(reply))["status"] == "merged"

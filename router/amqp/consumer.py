@@ -358,13 +358,17 @@ class AmqpRouter:
         the repair of what routers that are gone left in doubt."""
         while not self._stop.is_set():
             await self._beat()
-            await self._release_claims()
-            attached = self._attached
-            if attached is not None and self.repair is not None:
-                try:
+            try:
+                await self._release_claims()
+                attached = self._attached
+                if attached is not None and self.repair is not None:
                     await self.reconcile(attached.connection)
-                except (StoreUnavailable, *_CONNECTION_ERRORS) as exc:
-                    log.warning("reconcile_failed", error=type(exc).__name__)
+            except (StoreUnavailable, *_CONNECTION_ERRORS) as exc:
+                log.warning("reconcile_failed", error=type(exc).__name__)
+            except Exception as exc:
+                # The heartbeat must go on whatever happens here: a router whose heartbeat stops is taken
+                # for gone while it still routes.
+                log.error("reconcile_failed", error=type(exc).__name__, exc_info=exc)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), HEARTBEAT_INTERVAL)
 
@@ -375,7 +379,9 @@ class AmqpRouter:
             await self.repair.heartbeat(self.router_id, HEARTBEAT_TTL_MS)
             self._heartbeat_ok = time.monotonic()
         except StoreUnavailable:
-            pass
+            pass  # stale after HEARTBEAT_STALE: this router then commits nothing
+        except Exception as exc:
+            log.error("heartbeat_failed", error=type(exc).__name__)
 
     async def _release_claims(self) -> None:
         """Give up the claims of batches the broker did not commit, so that their redelivered inputs

@@ -12,7 +12,7 @@ import pytest
 from adapters.social.meta import parse, signature_valid
 from adapters.social.privacy import elfproef, mask_bsn
 from router.core.contact import contact_id
-from tests.adapters.conftest import APP_SECRET, VERIFY_TOKEN, WA_PHONE_ID_OMMEN, Stack
+from tests.adapters.conftest import APP_SECRET, VERIFY_TOKEN, WA_PHONE_ID_COEVORDEN, WA_PHONE_ID_OMMEN, Stack
 
 URL = "/v1/channels/social/ommen/webhook"
 # 111222333 passes the eleven-test: 9+8+7+12+10+8+9+6-3 = 66 = 6 * 11.
@@ -23,7 +23,11 @@ def sign(raw: bytes, secret: str = APP_SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
 
 
-def whatsapp(*messages: dict[str, Any], statuses: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def whatsapp(
+    *messages: dict[str, Any],
+    statuses: list[dict[str, Any]] | None = None,
+    account: str = WA_PHONE_ID_OMMEN,
+) -> dict[str, Any]:
     return {
         "object": "whatsapp_business_account",
         "entry": [
@@ -36,7 +40,7 @@ def whatsapp(*messages: dict[str, Any], statuses: list[dict[str, Any]] | None = 
                             "messaging_product": "whatsapp",
                             "metadata": {
                                 "display_phone_number": "31612345678",
-                                "phone_number_id": WA_PHONE_ID_OMMEN,
+                                "phone_number_id": account,
                             },
                             "contacts": [{"profile": {"name": "Kees de Vries"}, "wa_id": "31687654321"}],
                             "messages": list(messages),
@@ -120,6 +124,35 @@ async def test_two_whatsapp_messages_give_two_contacts_and_a_redelivery_routes_o
     assert contact.sender.name == "Kees de Vries" and contact.sender.handle == "whatsapp:31687654321"
     assert contact.metadata["social.platform"] == "whatsapp"
     assert contact.metadata["social.account_id"] == WA_PHONE_ID_OMMEN
+
+
+async def test_the_account_written_to_decides_the_tenant_not_the_url(stack: Stack) -> None:
+    """Pins adapters/social/adapter.py `SocialAdapter.tenant_for`:
+    `return mapped if mapped is not None and mapped in ctx.tenants else url_tenant` (with the line
+    before it, `mapped = ctx.settings.accounts.get(message.account_id)`). A message written to
+    Coevorden's WhatsApp number is Coevorden's contact, also when Meta delivers it to Ommen's webhook
+    URL (e.g. one Meta app, one callback URL, several numbers): it must never become a contact of
+    Ommen. Taking the tenant from the URL (`return url_tenant`) makes the first post an Ommen contact."""
+    for url, mid in ((URL, "wamid.coe-via-ommen"), ("/v1/channels/social/coevorden/webhook", "wamid.coe")):
+        payload = whatsapp(wa_text(mid, "Mijn paspoort is verlopen."), account=WA_PHONE_ID_COEVORDEN)
+        resp = await post(stack, payload, url=url)
+        assert resp.status == 200, await resp.text()
+        [answer] = (await resp.json())["contacts"]
+        cid = contact_id("coevorden", "social", f"whatsapp:{mid}")
+        assert answer["id"] == cid and answer["reference"].startswith("COE-"), (url, answer)
+        assert answer["reference"] in answer["reply_text"]
+        fields = await stack.wait_routed(cid)
+        assert (fields["tenant"], fields["team"]) == ("coevorden", "burgerzaken"), url
+    assert [c.tenant for c in stack.recorder.published] == ["coevorden", "coevorden"]
+    assert [m["contact"]["id"] for m in await stack.team_messages("coevorden", "burgerzaken")] == [
+        contact_id("coevorden", "social", "whatsapp:wamid.coe-via-ommen"),
+        contact_id("coevorden", "social", "whatsapp:wamid.coe"),
+    ]
+    assert await stack.team_messages("ommen", "burgerzaken") == []
+    # An account nobody configured: the URL's tenant is the fallback.
+    resp = await post(stack, whatsapp(wa_text("wamid.unknown", "Paspoort verlopen"), account="999"))
+    [answer] = (await resp.json())["contacts"]
+    assert answer["id"] == contact_id("ommen", "social", "whatsapp:wamid.unknown")
 
 
 async def test_status_callbacks_are_ignored(stack: Stack) -> None:
