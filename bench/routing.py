@@ -417,10 +417,16 @@ class Bench:
             rate, basis = len(contacts) / (c1[0] - c0[0]), "from launch"
         wall = c1[0] - c0[0] or float("nan")
         window = (c1[1] - c0[1]) * len(contacts) / expected or float("nan")  # contacts in the CPU window
+        # What arrived in the end (more than expected: a contact routed twice) and what is left unrouted.
+        await asyncio.sleep(0.5)
         dead = await self.counts([self.names(topology.DEAD), self.names(topology.UNROUTABLE)])
+        arrived = await self.counts(self.team_queues)
+        left = await self.counts([self.names(topology.ROUTER_QUEUE)])
         result = {
             "contacts": len(contacts),
             "arrivals": expected,
+            "arrived": arrived,
+            "left_in_input": left,
             "rate": rate,
             "rate_basis": basis,
             "first_arrival_s": round((crossing(samples, 1) or t_start) - t_start, 2),
@@ -450,11 +456,18 @@ class Bench:
         got: list[tuple[int, int]] = []  # (sent ns, latency ns)
         want = [0]
         done = asyncio.Event()
+        seen: set[str] = set()
+        twice = [0]  # deliveries of a contact that had arrived already
 
         async def on_message(msg: aio_pika.abc.AbstractIncomingMessage) -> None:
             now = time.monotonic_ns()
-            cid = (msg.headers or {}).get(topology.H_CONTACT_ID)
-            t0 = sent.pop(cid.decode() if isinstance(cid, bytes) else str(cid), None)
+            raw = (msg.headers or {}).get(topology.H_CONTACT_ID)
+            cid = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if cid in seen:
+                twice[0] += 1
+                return
+            seen.add(cid)
+            t0 = sent.pop(cid, None)
             if t0 is not None:
                 got.append((t0, now - t0))
                 if len(got) >= want[0]:
@@ -474,6 +487,7 @@ class Bench:
             sent.clear()
             got.clear()
             done.clear()
+            twice[0] = 0
             want[0] = len(contacts) if system != "router" else sum(arrives(b) for _k, _c, b in contacts)
             pending: set[asyncio.Task[Any]] = set()
             t_begin = time.monotonic()
@@ -495,7 +509,7 @@ class Bench:
                 await asyncio.gather(*pending)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), 30 + len(contacts) / max(rate, 1))
-            out[str(rate)] = self._latency_figures(list(got), want[0], offered)
+            out[str(rate)] = {**self._latency_figures(list(got), want[0], offered), "twice": twice[0]}
             self.say(f"  latency {system:<16} @{rate}/s: {out[str(rate)]}")
         for queue, tag in tags:
             await queue.cancel(tag)

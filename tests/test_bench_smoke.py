@@ -1,6 +1,7 @@
 """The benchmark runs end to end (`python -m bench --quick`: a few hundred contacts against the real
-RabbitMQ and Redis, in a namespace of its own) and writes strict JSON with every figure. No timing
-assertions: the figures themselves are for people, see docs/performance.md."""
+RabbitMQ and Redis, in a namespace of its own) and writes strict JSON with every figure; every drain and
+every latency run delivered each contact once: none lost, none routed twice, nothing left in the
+router's queue. No timing assertions: the figures themselves are for people, see docs/performance.md."""
 
 from __future__ import annotations
 
@@ -56,6 +57,10 @@ def test_quick_bench_writes_every_figure(servers: None, tmp_path: Path) -> None:
         for run in t[system]["details"]:
             assert _number(run["rate"]) and _number(run["cpu_us_per_contact"]), run
             assert run["dead_or_unroutable"] == 0, run
+            # Each expected team item arrived once: none lost (the drain waits for them all), none
+            # doubled (counted again half a second later), nothing left unrouted in router.contacts.
+            assert run["arrived"] == run["arrivals"] > 0, (system, run)
+            assert run["left_in_input"] == 0, (system, run)
     assert _number(t["ratio_router_ceiling_confirm_pct"]["median"])
     assert _number(t["ratio_router_ceiling_tx_pct"]["median"])
 
@@ -65,7 +70,9 @@ def test_quick_bench_writes_every_figure(servers: None, tmp_path: Path) -> None:
             figures = by_system[system]  # medians over the runs, one run per repeat
             assert len(figures["runs"]) == r["params"]["repeats"]
             for run in figures["runs"]:
+                # Every contact offered arrived (by id), and none a second time.
                 assert run["arrived"] == run["expected"] > 0, (rate, system, run)
+                assert run["twice"] == 0, (rate, system, run)
             assert all(_number(figures[k]) for k in ("p50_ms", "p95_ms", "p99_ms")), (rate, system)
             assert figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
 

@@ -236,17 +236,22 @@ async def test_timer_survives_a_scheduler_restart_and_a_crash_mid_fire(backend: 
     assert rt.scheduler is not None
     rt.scheduler.stop()
     backend.clock.set(datetime(2026, 5, 20, 9, 0, tzinfo=AMS))
-    # A scheduler claims both timers and dies before publishing (lease of 200 ms, never completed).
-    claim = rt.casework.store.r.register_script(CLAIM)
+    # A scheduler claims both timers and dies before publishing: its claim is never completed. The
+    # lease is long (60 s by the store's clock), so that "not lapsed yet" holds however long this
+    # machine stalls between the claim and the next tick.
+    r = rt.casework.store.r
+    claim = r.register_script(CLAIM)
     claimed = await claim(
         keys=[keys.timers(), keys.timer_claims(), f"{keys.timer_claims()}:due"],
-        args=[int(backend.clock.now().timestamp() * 1000), 200, 10],
+        args=[int(backend.clock.now().timestamp() * 1000), 60_000, 10],
     )
     assert len(claimed) == 2
-    restarted = Scheduler(rt.casework.store.r, keys, rt.names, rt.casework, rt.outbound, backend.clock)
+    restarted = Scheduler(r, keys, rt.names, rt.casework, rt.outbound, backend.clock)
     assert await restarted.tick() == 0  # the dead scheduler's claim has not lapsed yet
-    await asyncio.sleep(0.3)
+    # Its lease runs out (as 60 s later): the claims are due back by the store's clock, no waiting.
+    await r.zadd(keys.timer_claims(), {member: 0 for member in claimed})
     assert await restarted.tick() == 2  # warning and breach, fired by the new scheduler
+    assert await restarted.tick() == 0  # and only once
     assert len(await backend.escalations("ommen")) == 1
 
 

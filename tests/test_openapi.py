@@ -1,5 +1,5 @@
-"""The OpenAPI document is valid, every route in it exists, and one walk through the API exercises all of them
-with the documented status codes."""
+"""The OpenAPI document is valid, every route in it exists, one walk through the API exercises all of them
+with the documented status codes, and the main success answers have the shapes clients code against."""
 
 from __future__ import annotations
 
@@ -16,15 +16,19 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
+from referencing import Registry, Resource
 
 from adapters.kit.http import ADAPTERS, add_routes
 from adapters.kit.settings import AdapterSettings
+from router.cli.schema import SCHEMA_PATH
 from router.core.clock import ManualClock
 from router.http.app import create_app
 from router.http.openapi import document
 from router.service import Runtime, build, context_for_runtime
 from router.settings import Settings
+from tests.harness import ALL_KEY, Harness, wait_routed
 
 KEY = {"X-API-Key": "secret-key", "X-Agent-Id": "agent-1"}
 SECRET = "meta-app-secret"
@@ -82,10 +86,12 @@ async def test_one_walk_exercises_every_route(settings: Settings, amqp: Any, red
     await client.start_server()
     try:
         assert (await client.get("/healthz")).status == 200
-        for _ in range(100):
+        for _ in range(200):
             if (await client.get("/readyz")).status == 200:
                 break
             await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("/readyz did not answer 200 within 10 s")
         assert (await client.get("/v1/openapi.json")).status == 200
         contact = {
             "tenant": "ommen",
@@ -97,11 +103,8 @@ async def test_one_walk_exercises_every_route(settings: Settings, amqp: Any, red
         resp = await client.post("/v1/contacts", json=contact, headers=KEY)
         assert resp.status == 202
         cid = (await resp.json())["id"]
-        for _ in range(200):
-            got = await client.get(f"/v1/contacts/{cid}", headers=KEY)
-            if got.status == 200 and (await got.json())["status"] == "routed":
-                break
-            await asyncio.sleep(0.05)
+        await wait_routed(rt, cid)
+        assert (await client.get(f"/v1/contacts/{cid}", headers=KEY)).status == 200
         assert (await client.get("/v1/tenants/ommen/teams/belastingen/items", headers=KEY)).status == 200
         resp = await client.post(
             f"/v1/contacts/{cid}/transfer",
@@ -169,3 +172,338 @@ async def test_agent_routes_need_a_key(settings: Settings, path: str) -> None:
         assert resp.status == 401
     finally:
         await client.close()
+
+
+# --- The bodies of the success answers, field by field ----------------------------------------------
+#
+# The document describes most success bodies as "any object", so the fuzz test cannot see a field
+# renamed, dropped or retyped. These are the shapes integrators and the back office code against, as
+# strict JSON Schemas (every field required, nothing else allowed), checked against what the API
+# answers on both backends. A deliberate change of a shape is a change here too (and in the docs).
+
+_TS = {"type": "string", "format": "date-time"}
+_TS_OR_NULL = {"anyOf": [_TS, {"type": "null"}]}
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+_COUNT = {"type": "integer", "minimum": 0}
+_ID = {"type": "string", "minLength": 1}
+_TEAM = {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,39}$"}
+CONTACT_ID = "https://contact-router.example/schemas/contact.v1.json"
+
+
+def strict(fields: dict[str, Any]) -> dict[str, Any]:
+    """An object with exactly these fields, each required."""
+    return {"type": "object", "required": sorted(fields), "properties": fields, "additionalProperties": False}
+
+
+DEADLINE = strict(
+    {
+        "kind": {"enum": ["acknowledge", "respond", "resolve"]},
+        "term": {"type": "string"},
+        "due": _TS,
+        "warning_at": _TS,
+    }
+)
+CALLBACK_REQUEST = strict(
+    {
+        "id": _ID,
+        "contact_id": {"type": "string", "format": "uuid"},
+        "team": _TEAM,
+        "reason": _TEXT_OR_NULL,
+        "phone": _TEXT_OR_NULL,
+        "preferred_time": _TEXT_OR_NULL,
+        "status": {"enum": ["open", "closed"]},
+        "due": _TS,
+        "term": _TEXT_OR_NULL,
+        "created_at": _TS_OR_NULL,
+        "created_by": _TEXT_OR_NULL,
+        "origin": _TEXT_OR_NULL,
+        "attempts": _COUNT,
+        "last_outcome": {"enum": ["reached", "no_answer", "wrong_number", None]},
+        "closed_reason": _TEXT_OR_NULL,
+    }
+)
+HISTORY_ENTRY = {
+    "type": "object",
+    "required": ["event", "at"],
+    "properties": {"event": {"type": "string", "minLength": 1}, "at": _TS},
+    "additionalProperties": True,  # each event has fields of its own
+}
+_WORK_ITEM = {
+    "due": _TS_OR_NULL,
+    "working_time_left_seconds": {"type": ["integer", "null"]},
+    "overdue": {"type": "boolean"},
+}
+RESPONSES: dict[str, dict[str, Any]] = {
+    "healthz 200": strict({"status": {"const": "ok"}}),
+    "readyz 200": strict(
+        {
+            "status": {"const": "ready"},
+            "checks": {"type": "object", "additionalProperties": {"const": "ok"}, "minProperties": 1},
+            "embedded": {"type": "boolean"},
+        }
+    ),
+    "submitContact 202": strict(
+        {
+            "id": {"type": "string", "format": "uuid"},
+            "reference": {"type": "string", "pattern": "^[A-Z]{3}-[A-Z2-7]{4}-[A-Z2-7]{4}$"},
+            "status": {"const": "accepted"},
+        }
+    ),
+    "getContact 200": strict(
+        {
+            "id": {"type": "string", "format": "uuid"},
+            "tenant": _TEAM,
+            "status": {"enum": ["routing", "routed", "closed", "merged"]},
+            "team": {"anyOf": [_TEAM, {"type": "null"}]},
+            "category": _TEXT_OR_NULL,
+            "rule": _TEXT_OR_NULL,
+            "transfers": _COUNT,
+            "received_at": _TS_OR_NULL,
+            "routed_at": _TS_OR_NULL,
+            "deadlines": {"type": "array", "items": DEADLINE},
+            "met": {"type": "object", "additionalProperties": _TS},
+            "closed_at": _TS_OR_NULL,
+            "resolution": _TEXT_OR_NULL,
+            "contact": {"anyOf": [{"$ref": CONTACT_ID}, {"type": "null"}]},
+            "history": {"type": "array", "items": HISTORY_ENTRY},
+            "callback_requests": {"type": "array", "items": CALLBACK_REQUEST},
+            "version": {"type": "string", "pattern": "^[0-9]+$"},
+        }
+    ),
+    "listItems 200": strict(
+        {
+            "tenant": _TEAM,
+            "team": _TEAM,
+            "items": {
+                "type": "array",
+                "items": {
+                    "oneOf": [
+                        strict(
+                            {
+                                **_WORK_ITEM,
+                                "kind": {"const": "contact"},
+                                "id": {"type": "string", "format": "uuid"},
+                                "deadline_kind": {"enum": ["respond", None]},
+                                "reference": _TEXT_OR_NULL,
+                                "channel": _TEXT_OR_NULL,
+                                "category": _TEXT_OR_NULL,
+                                "subject": _TEXT_OR_NULL,
+                                "transfers": _COUNT,
+                                "status": _TEXT_OR_NULL,
+                            }
+                        ),
+                        strict(
+                            {
+                                **_WORK_ITEM,
+                                "kind": {"const": "callback_request"},
+                                "id": _ID,
+                                "contact_id": {"type": "string", "format": "uuid"},
+                                "deadline_kind": {"const": "callback"},
+                                "reason": _TEXT_OR_NULL,
+                                "attempts": _COUNT,
+                                "preferred_time": _TEXT_OR_NULL,
+                            }
+                        ),
+                    ]
+                },
+            },
+        }
+    ),
+    "transferContact 200": strict(
+        {
+            "id": {"type": "string", "format": "uuid"},
+            "team": _TEAM,
+            "from_team": {"anyOf": [_TEAM, {"type": "null"}]},
+            "transfers": _COUNT,
+            "transfer_limit": _COUNT,
+        }
+    ),
+    "createCallbackRequest 201": CALLBACK_REQUEST,
+    "recordCallbackAttempt 200": CALLBACK_REQUEST,
+    "recordResponse 200": strict(
+        {
+            "id": {"type": "string", "format": "uuid"},
+            "kind": {"enum": ["acknowledge", "respond"]},
+            "on_time": {"type": "boolean"},
+            "due": _TS_OR_NULL,
+        }
+    ),
+    "closeContact 200": strict(
+        {"id": {"type": "string", "format": "uuid"}, "status": {"const": "closed"}, "closed_at": _TS}
+    ),
+}
+
+
+def shape_problems(answer: str, body: Any) -> list[str]:
+    """Why `body` is not the shape of `answer` ("<operationId> <status>"), [] when it is."""
+    contact_schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    registry: Registry[Any] = Registry().with_resource(CONTACT_ID, Resource.from_contents(contact_schema))
+    validator = Draft202012Validator(
+        RESPONSES[answer], registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+    return [f"{e.json_path}: {e.message}" for e in validator.iter_errors(body)]
+
+
+def test_every_answer_with_a_shape_is_a_documented_success_answer() -> None:
+    doc = document()["paths"]
+    declared = {
+        f"{op['operationId']} {code}"
+        for ops in doc.values()
+        for op in ops.values()
+        for code in op["responses"]
+    }
+    assert set(RESPONSES) <= declared
+    for schema in RESPONSES.values():
+        Draft202012Validator.check_schema(schema)
+
+
+async def test_success_bodies_have_their_shapes(backend: Harness) -> None:
+    client, clock = backend.client, backend.clock
+    bodies: list[tuple[str, Any]] = []
+
+    async def call(answer: str, method: str, path: str, **kw: Any) -> Any:
+        resp = await client.request(method, path, **kw)
+        assert f"{resp.status}" == answer.split()[1], (answer, resp.status, await resp.text())
+        body = await resp.json()
+        bodies.append((answer, body))
+        return body, resp.headers
+
+    await call("healthz 200", "GET", "/healthz")
+    for _ in range(200):
+        if (await client.get("/readyz")).status == 200:
+            break
+        await asyncio.sleep(0.05)
+    await call("readyz 200", "GET", "/readyz")
+
+    contact = {
+        "tenant": "ommen",
+        "channel": "mail",
+        "received_at": clock.now().isoformat(),
+        "source": {"adapter": "shapes", "native_id": uuid.uuid4().hex},
+        "subject": "Vraag over mijn aanslag",
+        "body": "Ik begrijp de aanslag niet.",
+        "sender": {"name": "Test Inwoner", "email": "inwoner@example.nl", "phone": "+31612345678"},
+    }
+    submitted, headers = await call(
+        "submitContact 202", "POST", "/v1/contacts", json=contact, headers=ALL_KEY
+    )
+    cid = submitted["id"]
+    assert headers["Location"] == f"/v1/contacts/{cid}"
+    await wait_routed(backend.rt, cid)
+
+    view, headers = await call("getContact 200", "GET", f"/v1/contacts/{cid}", headers=ALL_KEY)
+    assert headers["ETag"] == f'"{view["version"]}"'
+    assert (view["id"], view["tenant"], view["status"], view["team"]) == (
+        cid,
+        "ommen",
+        "routed",
+        "belastingen",
+    )
+    assert view["contact"]["reference"] == submitted["reference"]
+    assert {d["kind"] for d in view["deadlines"]} >= {"acknowledge", "respond"}
+    assert [e["event"] for e in view["history"]] == ["contact.routed"]
+
+    items, _ = await call(
+        "listItems 200", "GET", "/v1/tenants/ommen/teams/belastingen/items", headers=ALL_KEY
+    )
+    assert cid in [i["id"] for i in items["items"]]
+    moved, _ = await call(
+        "transferContact 200",
+        "POST",
+        f"/v1/contacts/{cid}/transfer",
+        json={"to_team": "burgerzaken", "from_team": "belastingen", "note": "Graag terugbellen"},
+        headers=ALL_KEY,
+    )
+    assert (moved["team"], moved["from_team"], moved["transfers"]) == ("burgerzaken", "belastingen", 1)
+    cb, _ = await call(
+        "createCallbackRequest 201",
+        "POST",
+        f"/v1/contacts/{cid}/callback-requests",
+        json={"reason": "terugbellen", "preferred_time": "na 15:00"},
+        headers=ALL_KEY,
+    )
+    items, _ = await call(
+        "listItems 200", "GET", "/v1/tenants/ommen/teams/burgerzaken/items", headers=ALL_KEY
+    )
+    assert {i["kind"] for i in items["items"]} == {"contact", "callback_request"}
+    tried, _ = await call(
+        "recordCallbackAttempt 200",
+        "POST",
+        f"/v1/callback-requests/{cb['id']}/attempts",
+        json={"outcome": "no_answer"},
+        headers=ALL_KEY,
+    )
+    assert (tried["status"], tried["attempts"], tried["last_outcome"]) == ("open", 1, "no_answer")
+    await call(
+        "recordResponse 200",
+        "POST",
+        f"/v1/contacts/{cid}/responses",
+        json={"kind": "acknowledge"},
+        headers=ALL_KEY,
+    )
+    await call(
+        "closeContact 200",
+        "POST",
+        f"/v1/contacts/{cid}/close",
+        json={"resolution": "Uitgelegd"},
+        headers=ALL_KEY,
+    )
+    closed, headers = await call("getContact 200", "GET", f"/v1/contacts/{cid}", headers=ALL_KEY)
+    assert (closed["status"], closed["resolution"]) == ("closed", "Uitgelegd")
+    assert set(closed["met"]) == {"acknowledge"}
+    assert [c["status"] for c in closed["callback_requests"]] == ["closed"]
+    assert headers["ETag"] == f'"{closed["version"]}"' and int(closed["version"]) > int(view["version"])
+
+    for answer, body in bodies:
+        assert shape_problems(answer, body) == [], answer
+    assert {answer for answer, _ in bodies} == set(RESPONSES)
+
+
+_VIEW = {
+    "id": "7beeb41c-00ea-5636-8f73-1545d2d93f7b",
+    "tenant": "ommen",
+    "status": "routed",
+    "team": "belastingen",
+    "category": "belasting",
+    "rule": "gemeentelijke-belastingen",
+    "transfers": 0,
+    "received_at": "2026-05-13T08:00:00+00:00",
+    "routed_at": "2026-05-13T08:00:00+00:00",
+    "deadlines": [
+        {
+            "kind": "respond",
+            "term": "5 workdays",
+            "due": "2026-05-21T17:00:00+02:00",
+            "warning_at": "2026-05-20T17:00:00+02:00",
+        }
+    ],
+    "met": {},
+    "closed_at": None,
+    "resolution": None,
+    "contact": None,
+    "history": [{"event": "contact.routed", "at": "2026-05-13T08:00:00+00:00", "team": "belastingen"}],
+    "callback_requests": [],
+    "version": "1",
+}
+
+
+def _without(key: str) -> dict[str, Any]:
+    return {k: v for k, v in _VIEW.items() if k != key}
+
+
+@pytest.mark.parametrize(
+    ("body", "reported"),
+    [
+        (_without("version"), "'version' is a required property"),
+        ({**_VIEW, "etag": "1"}, "Additional properties"),
+        ({**_VIEW, "transfers": "0"}, "$.transfers"),
+        ({**_VIEW, "status": "afgehandeld"}, "$.status"),
+        ({**_VIEW, "deadlines": [{"kind": "respond", "due": "morgen"}]}, "$.deadlines[0]"),
+        ({**_VIEW, "history": [{"event": "contact.routed"}]}, "$.history[0]"),
+        ({**_VIEW, "contact": {"tenant": "ommen"}}, "$.contact"),
+    ],
+)
+def test_a_changed_shape_is_reported(body: dict[str, Any], reported: str) -> None:
+    assert shape_problems("getContact 200", _VIEW) == []
+    problems = shape_problems("getContact 200", body)
+    assert any(reported in p for p in problems), problems

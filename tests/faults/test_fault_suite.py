@@ -365,10 +365,12 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
         await wait_for(both_consuming, 30, "two router consumers")
         stream = asyncio.create_task(publisher.run(CONTACTS, STREAM_SECONDS))
 
+        replayed = 0  # messages the dead-letter replays put into router.contacts (not the publisher's)
+
         async def backlog() -> int:
             """Messages published but not yet routed or dropped as duplicates: queued or in a router."""
             done = sum(sum(p.count("contact_routed", "duplicate_dropped").values()) for p in routers.values())
-            return publisher.published - done
+            return publisher.published + replayed - done
 
         async def sent(fraction: float) -> None:
             async def reached() -> bool:
@@ -429,6 +431,7 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
         await sent(0.35)
         before1, before2 = attachments(r1), attachments(r2)
         in_flight = await backlog()
+        assert in_flight > 0, "nothing in flight at the AMQP cut: the cut would prove nothing"
         dropped = proxy.cut()
         await asyncio.sleep(3)
         proxy.restore()
@@ -445,6 +448,7 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
         # 3. Redis killed and restarted on the same port.
         await sent(0.55)
         in_flight = await backlog()
+        assert in_flight > 0, "nothing in flight at the Redis SIGKILL: the kill would prove nothing"
         redis.kill()
         await asyncio.sleep(5)
         redis.start()
@@ -460,6 +464,7 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
         letters = await dead_letter(amqp, names, DEAD_LETTERS)
         publisher.expected |= letters
         replays = [await asyncio.to_thread(replay_dead_letters, settings) for _ in range(2)]
+        replayed = sum(int(line.split()[0]) for line in replays)  # "N dead letter(s) replayed"
         figures.dead_letters_replayed = len(letters)
         figures.faults.append(
             f"{DEAD_LETTERS} dead letters, each twice in router.dead, replayed twice after {publisher.sent} "
@@ -469,6 +474,7 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
         # 4. Redis frozen.
         await sent(0.75)
         in_flight = await backlog()
+        assert in_flight > 0, "nothing in flight at the Redis SIGSTOP: the freeze would prove nothing"
         redis.pause()
         await asyncio.sleep(4)
         redis.resume()
@@ -636,6 +642,7 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
     )
     assert not dead, f"{len(dead)} dead letters: {reasons.most_common(3)}"
     assert not unroutable
+    assert not left, f"{len(left)} messages left in the router queue; see {tmp_path}"
     assert not unknown_state, f"routed, but the store has no such state: {unknown_state[:5]}; see {tmp_path}"
     assert figures.state_not_routed == 0, f"left 'routing': {not_routed[:5]}; see {tmp_path}"
     assert figures.timers_missing == 0, f"timers missing: {missing_timers[:5]}"
