@@ -9,46 +9,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
-import uuid
 from typing import Any
 
 import aio_pika
 import pytest
 
 from router.amqp.consumer import AmqpRouter
-from router.core.contact import contact_id
-from router.core.topology import Names
 from router.redis.keys import Keys
 from router.service import Runtime, build, start
 from router.settings import Settings
 from tests.conftest import drain
+from tests.test_commit_in_doubt import publish
 
 N = 20
-
-
-async def publish(conn: aio_pika.abc.AbstractConnection, names: Names, n: int) -> list[str]:
-    channel = await conn.channel(publisher_confirms=True)
-    exchange = await channel.get_exchange(names("contacts"))
-    ids = []
-    for _ in range(n):
-        native = uuid.uuid4().hex
-        body = {
-            "tenant": "ommen",
-            "channel": "mail",
-            "received_at": "2026-11-23T10:00:00+01:00",
-            "source": {"adapter": "test", "native_id": native},
-            "subject": "Paspoort verlopen",
-        }
-        message = aio_pika.Message(
-            json.dumps(body).encode(),
-            message_id=str(uuid.uuid4()),
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )
-        await exchange.publish(message, routing_key="ommen.mail")
-        ids.append(contact_id("ommen", "test", native))
-    await channel.close()
-    return ids
 
 
 async def die(rt: Runtime, redis_client: Any, keys: Keys) -> None:

@@ -22,6 +22,7 @@ from router.core.messages import OutMessage
 from router.core.routing import route
 from router.core.tenants import Tenant, load
 from router.core.topology import Names
+from tests.core.test_casework_decisions import apply, with_limit, without_callback_norm
 
 ROOT = Path(__file__).resolve().parents[2]
 TENANTS = load(ROOT / "rules")
@@ -51,28 +52,8 @@ def routed(c: Contact, tenant: Tenant = OMMEN) -> CaseState:
     return CaseState(staged.cid, {**staged.fields, "status": staged.final_status}, dict(staged.callbacks))
 
 
-def apply(state: CaseState, change: Change) -> CaseState:
-    callbacks = {n: dict(cb) for n, cb in state.callbacks.items()}
-    for n, values in change.callbacks.items():
-        callbacks[n] = {**callbacks.get(n, {}), **values}
-    fields = {**state.fields, **change.fields, "version": str(int(state.version) + 1)}
-    return CaseState(state.cid, fields, callbacks)
-
-
 def desk(tenant: Tenant = OMMEN, at: datetime = WED_10) -> Desk:
     return Desk(tenant, NAMES, at)
-
-
-def with_limit(tenant: Tenant, limit: int) -> Tenant:
-    rules = tenant.loaded.rules.model_copy(update={"transfer_limit": limit})
-    return dataclasses.replace(tenant, loaded=dataclasses.replace(tenant.loaded, rules=rules))
-
-
-def without_callback_norm(tenant: Tenant) -> Tenant:
-    rules = tenant.loaded.rules
-    norms = type(rules.norms)(tuple(n for n in rules.norms.root if n.kind.value != "callback"))
-    rules = rules.model_copy(update={"norms": norms})
-    return dataclasses.replace(tenant, loaded=dataclasses.replace(tenant.loaded, rules=rules))
 
 
 def event(m: OutMessage) -> dict[str, Any]:
