@@ -21,7 +21,7 @@ from structlog.typing import EventDict
 _CHATTY = ("aio_pika", "aiormq", "aiohttp", "asyncio", "mail.log", "aiosmtplib", "aioimaplib")
 REPEAT_WINDOW = 30.0
 # Left out when comparing records. `retry_in` is not: a back-off shows as it grows, then goes quiet.
-_VOLATILE = frozenset({"timestamp", "_record", "_from_structlog"})
+_VOLATILE = frozenset({"timestamp"})
 
 
 class Repeats:
@@ -75,9 +75,7 @@ class _LibraryRepeats(logging.Filter):
     """Rate limiting for library records, by logger and message template (args may vary)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING or getattr(record, "_from_structlog", False):
-            return True
-        if isinstance(record.msg, dict):  # a structlog event on its way through
+        if record.levelno < logging.WARNING:
             return True
         dropped = _repeats.admit(("library", record.name, record.levelno, str(record.msg)))
         if dropped is None:

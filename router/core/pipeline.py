@@ -24,7 +24,7 @@ from router.core.contact import Contact
 from router.core.messages import OutMessage
 from router.core.ports import Delivery, Staged, Store, Tx
 from router.core.routing import Routed
-from router.core.tenants import Deadline, Tenant
+from router.core.tenants import Tenant
 from router.core.topology import Names
 
 log = logs.get("router.routing")
@@ -36,16 +36,8 @@ class Prepared:
     routed: Routed
 
     @property
-    def contact(self) -> Contact:
-        return self.routed.contact
-
-    @property
     def decision(self) -> Decision:
         return self.routed.decision
-
-    @property
-    def deadlines(self) -> list[Deadline]:
-        return self.routed.deadlines
 
     @property
     def staged(self) -> Staged:

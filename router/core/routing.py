@@ -245,7 +245,7 @@ def stage(
         reference=contact.reference,
         team_score_ms=None if final_status == "closed" else score,
         timers=timers,
-        callbacks=change.callbacks,
+        callbacks=dict(change.callbacks),  # not the shared empty change's own dict
         listed=[entry for entry in change.listed_add if entry[1] != routed.cid],
         thread_ids=own_thread_ids(contact),
         final_status=final_status,
