@@ -222,7 +222,7 @@ async def build(
         amqp_ok = await reachable(settings.amqp_url, 5672)
         redis_ok = await reachable(settings.redis_url, 6379)
         use_embedded = not amqp_ok and not redis_ok
-    keys = Keys(settings.namespace)
+    keys = keys_for(settings, embedded=use_embedded)
     if use_embedded:
         log.warning("embedded_mode", message=BANNER)
         broker = MemoryBroker()
@@ -282,6 +282,17 @@ async def build(
     return runtime
 
 
+def keys_for(settings: Settings, *, embedded: bool, warn: bool = True) -> Keys:
+    """The Redis key names of this deployment, hashing with its KEY_SECRET."""
+    secret = settings.key_secret_bytes()
+    if secret is None:
+        if warn and not embedded:
+            # Key names then hash with a secret anyone can read in this source: no better than none.
+            log.warning("key_secret_unset", setting="KEY_SECRET", using="the development secret")
+        return Keys(settings.namespace)
+    return Keys(settings.namespace, secret)
+
+
 async def context_for_runtime(runtime: Runtime, settings: AdapterSettings | None = None) -> AdapterContext:
     """The adapters' context for this runtime: its publisher, a Redis rate limiter (in memory when
     embedded), and SMTP acknowledgements when a sender address is configured."""
@@ -292,7 +303,7 @@ async def context_for_runtime(runtime: Runtime, settings: AdapterSettings | None
         client = aioredis.Redis.from_url(runtime.settings.redis_url)
         limiter = RedisRateLimiter(
             client,
-            runtime.settings.namespace,
+            keys_for(runtime.settings, embedded=False, warn=False),
             settings.webform_rate_limit,
             settings.webform_rate_window_seconds,
         )

@@ -16,6 +16,7 @@ import pytest
 from router.core.clock import ManualClock
 from router.core.contact import Contact, reference_for
 from router.core.routing import thread_hints
+from router.redis.keys import Keys
 from router.settings import Settings
 from tests.backends import open_harness
 from tests.conftest import RULES
@@ -135,6 +136,20 @@ async def test_reply_by_message_id_and_by_reference_joins_the_contact(backend: H
         backend, "ommen", "mail", "Nog iets", metadata={"thread.in_reply_to": "<q2@inwoner.example>"}
     )
     assert (await backend.get(third))["status"] == "merged"
+    # The Message-IDs (the sender's address, often) are in no key name, only their keyed hashes.
+    client = backend.rt.store.r  # type: ignore[attr-defined]
+    names = [k.decode() async for k in client.scan_iter(match=f"{backend.rt.settings.namespace}*")]
+    assert any(n.startswith(f"{backend.rt.settings.namespace}thread:ommen:") for n in names)
+    assert not [n for n in names if "inwoner.example" in n or "ommen.example" in n]
+
+
+def test_thread_keys_are_keyed_hashes_of_the_message_id() -> None:
+    mid = "<CAF=jan.jansen@inwoner.example>"
+    key = Keys("ns:").thread("ommen", mid)
+    assert key.startswith("ns:thread:ommen:") and "jansen" not in key
+    assert key == Keys("ns:").thread("ommen", mid)  # stable: a reply finds it again
+    assert Keys("ns:", b"another deployment").thread("ommen", mid) != key
+    assert Keys("ns:").thread("coevorden", mid) != key.replace(":ommen:", ":coevorden:")
 
 
 async def test_reply_to_a_closed_contact_reopens_it(backend: Harness) -> None:

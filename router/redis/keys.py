@@ -2,16 +2,32 @@
 
 Keys of one contact share the hash tag {<id>} so that each Lua script touches one hash slot and the
 same code runs on Redis Cluster.
+
+Strings a sender chooses (a mail's Message-ID holds the sender's address as often as not) never appear in
+a key name as they are: `hashed` turns them into a keyed hash (HMAC-SHA256 with the deployment's
+`KEY_SECRET`), so that key names can be shown in monitoring, slow logs and `redis-cli --scan` without
+showing who wrote, and cannot be reversed by hashing guesses without the secret.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+
+# Used when KEY_SECRET is not set (development, tests, the embedded demo); the service warns about it.
+DEVELOPMENT_SECRET = b"contact-router development key secret"
 
 
 @dataclass(frozen=True)
 class Keys:
     prefix: str = ""
+    secret: bytes = field(default=DEVELOPMENT_SECRET, repr=False)
+
+    def hashed(self, *parts: str) -> str:
+        """A keyed hash of sender-chosen strings, for key names (128 bits, hex)."""
+        message = "\x1f".join(parts).encode("utf-8", "surrogatepass")
+        return hmac.new(self.secret, message, hashlib.sha256).hexdigest()[:32]
 
     def contact(self, cid: str) -> str:
         """Hash: the contact's JSON, status, team, transfer count, claim lease."""
@@ -26,8 +42,13 @@ class Keys:
         return f"{self.prefix}ref:{reference}"
 
     def thread(self, tenant: str, message_id: str) -> str:
-        """Mail Message-ID -> contact id, for threading replies."""
-        return f"{self.prefix}thread:{tenant}:{message_id}"
+        """Mail Message-ID -> contact id, for threading replies; the Message-ID as a keyed hash."""
+        return f"{self.prefix}thread:{tenant}:{self.hashed(tenant, message_id)}"
+
+    def rate_bucket(self, key: str) -> str:
+        """Hash: a web-form token bucket; `key` names the client (already hashed, and hashed again here
+        with the secret, so that a client address cannot be found by hashing all of IPv4)."""
+        return f"{self.prefix}webform:rate:{self.hashed('webform-rate', key)}"
 
     def team_items(self, tenant: str, team: str) -> str:
         """Sorted set of open contact ids of a team, scored by the soonest deadline (epoch ms)."""

@@ -7,6 +7,7 @@ import time
 import redis.asyncio as aioredis
 
 from adapters.kit.ratelimit import Verdict, verdict
+from router.redis.keys import Keys
 
 # One key per bucket (cluster-safe): fields tokens and ts (ms). Refill, take one if possible, set a TTL
 # of a full refill so idle buckets disappear.
@@ -28,9 +29,9 @@ return {allowed, tostring(tokens)}
 
 
 class RedisRateLimiter:
-    def __init__(self, client: aioredis.Redis, prefix: str, capacity: int, window_seconds: float):
+    def __init__(self, client: aioredis.Redis, keys: Keys, capacity: int, window_seconds: float):
         self.client = client
-        self.prefix = prefix
+        self.keys = keys
         self.capacity = capacity
         self.per_ms = capacity / (window_seconds * 1000)
         self._script = client.register_script(_TAKE)
@@ -38,6 +39,6 @@ class RedisRateLimiter:
     async def take(self, key: str) -> Verdict:
         now = int(time.time() * 1000)
         allowed, tokens = await self._script(
-            keys=[f"{self.prefix}webform:rate:{key}"], args=[self.capacity, self.per_ms, now]
+            keys=[self.keys.rate_bucket(key)], args=[self.capacity, self.per_ms, now]
         )
         return verdict(bool(int(allowed)), float(tokens), self.per_ms)

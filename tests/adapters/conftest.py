@@ -25,6 +25,7 @@ from adapters.kit.testing import START, RecordingPublisher
 from adapters.kit.wiring import build_context, start_adapters, stop_adapters
 from router.core.clock import ManualClock
 from router.http.app import create_app
+from router.redis.keys import Keys
 from router.redis.ratelimit import RedisRateLimiter
 from router.service import Runtime, build, start
 from router.settings import Settings
@@ -167,7 +168,7 @@ async def make_stack(
         settings=asettings,
         rate_limiter=RedisRateLimiter(
             redis_client,
-            settings.namespace,
+            Keys(settings.namespace),
             asettings.webform_rate_limit,
             asettings.webform_rate_window_seconds,
         ),

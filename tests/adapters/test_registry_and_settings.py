@@ -209,6 +209,7 @@ async def test_a_real_runtime_gets_the_broker_and_redis_helpers(
     settings: Settings, amqp: Any, redis_client: Any
 ) -> None:
     from router.amqp.publisher import AmqpContactPublisher
+    from router.redis.keys import Keys
     from router.redis.ratelimit import RedisRateLimiter
 
     runtime = await build(settings, with_router=False, embedded="never")
@@ -218,7 +219,9 @@ async def test_a_real_runtime_gets_the_broker_and_redis_helpers(
         assert isinstance(ctx.rate_limiter, RedisRateLimiter)
         assert ctx.acks is not None
         assert (await ctx.rate_limiter.take("k")).allowed
-        assert await redis_client.exists(f"{settings.namespace}webform:rate:k") == 1
+        # The bucket's key names the client only by a keyed hash.
+        assert await redis_client.exists(Keys(settings.namespace).rate_bucket("k")) == 1
+        assert [k async for k in redis_client.scan_iter(match=f"{settings.namespace}webform:rate:k")] == []
         assert sorted(ctx.adapters) == ["mail", "phone", "social", "webform"]
     finally:
         await stop_adapters(ctx, within=1)

@@ -8,6 +8,7 @@ from email import message_from_bytes, policy
 import structlog
 
 from router.core.contact import contact_id
+from router.redis.keys import Keys
 from router.redis.ratelimit import RedisRateLimiter
 from tests.adapters.conftest import ANSWER_DATE_OMMEN_MAIL, Stack
 
@@ -94,7 +95,7 @@ async def test_a_filled_honeypot_looks_accepted_but_nothing_is_published(stack: 
 async def test_rate_limit_per_address_answers_429_with_retry_after(stack: Stack) -> None:
     stack.ctx.rate_limiter = RedisRateLimiter(
         stack.ctx.rate_limiter.client,  # type: ignore[attr-defined]
-        stack.runtime.settings.namespace,
+        Keys(stack.runtime.settings.namespace),
         capacity=2,
         window_seconds=3600,
     )
