@@ -609,17 +609,17 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
     figures.routed_by = {n: sum(p.count("contact_routed").values()) for n, p in routers.items()}
     figures.seconds = time.monotonic() - began
     figures.left_in_router_queue = len(left)
+    lost_states: Counter[str] = Counter()
     if figures.lost or figures.routed_twice or figures.state_not_routed or dead or left:
         # Evidence for whoever investigates: where each missing or doubled contact is, and its state.
+        diagnosis = await diagnose(
+            settings, redis, sorted(expected - set(seen)), twice, not_routed, dead, left, publisher
+        )
         await asyncio.to_thread(
-            (tmp_path / "diagnosis.json").write_text,
-            json.dumps(
-                await diagnose(
-                    settings, redis, sorted(expected - set(seen)), twice, not_routed, dead, left, publisher
-                ),
-                indent=2,
-                default=str,
-            ),
+            (tmp_path / "diagnosis.json").write_text, json.dumps(diagnosis, indent=2, default=str)
+        )
+        lost_states = Counter(
+            diagnosis["state"][cid]["fields"].get("status", "no state") for cid in diagnosis["lost"]
         )
     with capsys.disabled():
         print("\n" + figures.render())
@@ -636,7 +636,13 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
         assert r["sent"] >= CONTACTS // RESEND_EVERY, (kind, r)
         assert (r["lost"], r["twice"], r["routing"]) == (0, 0, 0), (kind, r)
     assert figures.sigterm_exit_code == 0, f"router-2 did not stop cleanly on SIGTERM; see {r2.log}"
-    assert figures.lost == 0, f"{figures.lost} contacts lost, e.g. {sorted(expected - set(seen))[:5]}"
+    lost_ids = sorted(expected - set(seen))
+    dead_ids = {_cid_of(m.body) for m in dead}
+    assert figures.lost == 0, (
+        f"{figures.lost} contacts lost, e.g. {lost_ids[:5]}; {len(set(lost_ids) & dead_ids)} of them in "
+        f"router.dead ({reasons.most_common(3)}), {figures.unroutable} unroutable; their states in the "
+        f"store: {dict(lost_states)}; details in {tmp_path}/diagnosis.json"
+    )
     assert figures.routed_twice == 0, (
         f"{len(twice)} contacts routed twice, e.g. {twice[:5]}; logs in {tmp_path}"
     )
