@@ -273,6 +273,31 @@ async def test_message_the_broker_gave_up_on_lists_its_delivery_limit_and_replay
         await rt.close()
 
 
+async def test_a_contact_held_by_routers_that_died_in_a_row_is_still_routed(
+    settings: Settings, amqp: aio_pika.abc.AbstractConnection, tenants: dict[str, Tenant]
+) -> None:
+    """The broker counts every return towards the delivery limit, also that of a message a router
+    held when its connection went (killed, cut off). Ten such losses in a row, as in the fault suite,
+    leave a good contact routable with the default limit, not in router.dead."""
+    await declare_topology(settings, tenants)
+    names = Names(settings.namespace)
+    data = contact_json(native_id=f"held-{uuid.uuid4().hex}")
+    await publish_raw(amqp, names, "ommen.mail", json.dumps(data).encode())
+    for _ in range(10):
+        connection = await aio_pika.connect(settings.amqp_url)
+        channel = await connection.channel()
+        queue = await channel.get_queue(names("router.contacts"))
+        assert await queue.get(timeout=5, no_ack=False) is not None
+        await connection.close()  # unacked: back to the queue, counted as a delivery
+    rt = await started(settings)
+    try:
+        await wait_routed(rt, contact_id("ommen", "test", data["source"]["native_id"]))
+    finally:
+        await rt.close()
+    dead = await (await amqp.channel()).declare_queue(names("router.dead"), passive=True)
+    assert dead.declaration_result.message_count == 0
+
+
 async def test_unreachable_broker_is_a_clear_error(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.faults.helpers import free_port
 
