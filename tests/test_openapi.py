@@ -129,6 +129,11 @@ async def test_one_walk_exercises_every_route(settings: Settings, amqp: Any, red
             "/v1/channels/webform/ommen", json={"message": "Losse stoeptegel", "email": "a@b.nl"}
         )
         assert resp.status == 202
+        resp = await client.options(
+            "/v1/channels/webform/ommen",
+            headers={"Origin": "https://www.ommen.nl", "Access-Control-Request-Method": "POST"},
+        )
+        assert resp.status == 403  # this app names no WEBFORM_ALLOWED_ORIGINS: no website may
         resp = await client.post(
             "/v1/channels/phone/ommen/notes",
             headers=KEY,

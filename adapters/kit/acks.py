@@ -4,6 +4,10 @@ Sent only after the broker confirmed the contact, from the tenant's ACK_FROM add
 Message-ID the adapter put in `thread.ack_message_id` before publishing (so a reply to it threads),
 `Auto-Submitted: auto-replied` and a null envelope sender (RFC 3834), so that no mail system answers
 it and a bounce of it cannot start a loop.
+
+Nothing the sender wrote is echoed, in the subject or the text: for a web form the address is whatever
+was typed into the form, and a mail's From is no better proof. Through the relay with STARTTLS when it
+offers it (SMTP_RELAY_STARTTLS=auto), or only with it (require).
 """
 
 from __future__ import annotations
@@ -41,19 +45,17 @@ def ack_domain(ack_from: str | None, fallback: str) -> str:
     return fallback
 
 
-def ack_text(*, tenant_name: str, contact: Contact, answer: AnswerBy | None, can_reply: bool) -> str:
-    greeting = (
-        f"Beste {contact.sender.name},"
-        if contact.sender and contact.sender.name
-        else "Beste meneer, mevrouw,"
-    )
+def ack_text(*, tenant_name: str, reference: str, answer: AnswerBy | None, can_reply: bool) -> str:
+    """Our fixed text with the reference and the answer date only. Nothing the sender wrote (name,
+    subject, message) is repeated: the address an acknowledgement goes to is not verified (a form
+    field, a From header), so an echo would let anyone mail their text from the municipality's domain
+    to anyone, and send a BSN typed into a subject out in clear."""
     lines = [
-        greeting,
+        "Beste meneer, mevrouw,",
         "",
         "Wij hebben uw bericht goed ontvangen. Dank u wel.",
         "",
-        f"Uw referentienummer is {contact.reference}. "
-        "Noem dit nummer als u ons over deze vraag mailt of belt.",
+        f"Uw referentienummer is {reference}. Noem dit nummer als u ons over deze vraag mailt of belt.",
         "",
     ]
     if answer is not None:
@@ -69,7 +71,15 @@ def ack_text(*, tenant_name: str, contact: Contact, answer: AnswerBy | None, can
             "Wilt u nog iets aanvullen? Beantwoord dan deze e-mail. Wij voegen het toe aan uw vraag.",
             "",
         ]
-    lines += ["Met vriendelijke groet,", "", tenant_name, "", "Dit is een automatisch bericht."]
+    lines += [
+        "Heeft u ons geen bericht gestuurd? Dan kunt u deze e-mail negeren.",
+        "",
+        "Met vriendelijke groet,",
+        "",
+        tenant_name,
+        "",
+        "Dit is een automatisch bericht.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -83,45 +93,60 @@ def build_ack(
     message_id: str,
     in_reply_to: str | None,
 ) -> EmailMessage:
+    """The acknowledgement of `contact`. Of the contact it uses the reference, the time it was received
+    and the address to send to; every other word is ours (see `ack_text`)."""
     assert contact.sender is not None and contact.sender.email is not None
     msg = EmailMessage()
     msg["From"] = f"{tenant_name} <{from_addr}>"
     msg["To"] = contact.sender.email
     if reply_to:
         msg["Reply-To"] = reply_to
-    msg["Subject"] = f"Ontvangstbevestiging {contact.reference}" + (
-        f": {contact.subject[:150]}" if contact.subject else ""
-    )
+    msg["Subject"] = f"Ontvangstbevestiging {contact.reference}"
     msg["Date"] = format_datetime(contact.received_at)
     msg["Message-ID"] = message_id
     if in_reply_to:
+        # Threading only: the resident's mail program shows this under their own mail.
         msg["In-Reply-To"] = in_reply_to
         msg["References"] = in_reply_to
     msg["Auto-Submitted"] = "auto-replied"
     # Ask the resident's mail system not to answer this automatic mail (Exchange, Outlook).
     msg["X-Auto-Response-Suppress"] = "All"
     msg.set_content(
-        ack_text(tenant_name=tenant_name, contact=contact, answer=answer, can_reply=bool(reply_to))
+        ack_text(
+            tenant_name=tenant_name, reference=contact.reference, answer=answer, can_reply=bool(reply_to)
+        )
     )
     return msg
 
 
+# SMTP_RELAY_STARTTLS → aiosmtplib's start_tls: None upgrades when the relay offers STARTTLS.
+START_TLS: dict[str, bool | None] = {"auto": None, "require": True, "off": False}
+
+
 class SmtpAckSender:
-    """Sends through the relay in SMTP_RELAY_HOST/PORT with a null envelope sender (MAIL FROM:<>)."""
+    """Sends through the relay in SMTP_RELAY_HOST/PORT with a null envelope sender (MAIL FROM:<>),
+    over STARTTLS when the relay offers it (SMTP_RELAY_STARTTLS)."""
 
     def __init__(self, settings: AdapterSettings):
         self.settings = settings
 
-    async def send(self, message: EmailMessage) -> None:
+    def client(self) -> aiosmtplib.SMTP:
         s = self.settings
-        client = aiosmtplib.SMTP(
+        return aiosmtplib.SMTP(
             hostname=s.smtp_relay_host,
             port=s.smtp_relay_port,
             timeout=s.smtp_relay_timeout,
-            start_tls=s.smtp_relay_starttls,
+            start_tls=START_TLS[s.smtp_relay_starttls],
+            # Verified whenever TLS is used; an unverifiable certificate fails the send (and its
+            # retries) instead of sending in clear to whoever answered.
+            validate_certs=True,
+            cert_bundle=s.smtp_relay_ca_file or None,
             username=s.smtp_relay_username or None,
             password=s.smtp_relay_password.get_secret_value() or None,
         )
+
+    async def send(self, message: EmailMessage) -> None:
+        client = self.client()
         recipients = [str(message["To"])]
         async with client:
             await client.sendmail("", recipients, message.as_bytes())

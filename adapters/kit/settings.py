@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUILTIN_ADAPTERS = "mail,webform,social,phone"
@@ -50,7 +52,28 @@ def _shape(name: str) -> str:
         "social_accounts": "'account_id:tenant', separated by commas",
         "tenant_phone": "'tenant:phone number', separated by commas",
         "tenant_form_url": "'tenant:url', separated by commas",
+        "webform_allowed_origins": "'tenant:https://host[:port]', separated by commas; repeat the tenant"
+        " for more origins",
     }.get(name, "'key:value', separated by commas")
+
+
+def _origin(value: str) -> str:
+    """A browser origin as browsers send it in `Origin`: scheme://host[:port], nothing after it."""
+    where = "WEBFORM_ALLOWED_ORIGINS"
+    if value in ("*", "null"):
+        raise ValueError(f"{where}: {value!r} is not allowed; name each website's origin")
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{where}: {value!r} is not an origin like https://www.example.nl")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{where}: {value!r} has more than scheme, host and port (no path, no slash)")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{where}: {value!r} has an invalid port") from exc
+    default = {"https": 443, "http": 80}[parts.scheme]
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 class AdapterSettings(BaseSettings):
@@ -63,6 +86,11 @@ class AdapterSettings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int | None = Field(default=None, ge=0, le=65535)
     smtp_hostname: str = "contact-router.local"
+    # Recipients one message may have (RFC 5321 asks servers to take at least 100), and RCPT commands
+    # one connection may give, accepted or refused (a dictionary attack probes addresses): 452 past
+    # either, so a real sending server sends the rest later.
+    smtp_max_recipients: int = Field(default=100, ge=1)
+    smtp_max_recipients_per_session: int = Field(default=500, ge=1)
     # Larger messages are refused at DATA with 552, so the sender's server tells the resident.
     mail_max_bytes: int = Field(default=25_000_000, ge=10_000)
     # An attachment above this is still listed (name, type, size) and counted in mail.attachments_over_limit.
@@ -86,7 +114,11 @@ class AdapterSettings(BaseSettings):
     smtp_relay_port: int = 25
     smtp_relay_username: str = ""
     smtp_relay_password: SecretStr = SecretStr("")
-    smtp_relay_starttls: bool = False
+    # STARTTLS to the relay: "auto" when the relay offers it, "require" (refuse to send otherwise),
+    # "off". The relay's certificate is verified whenever TLS is used (system CAs, or SMTP_RELAY_CA_FILE):
+    # a certificate that does not verify fails the send rather than falling back to plain text.
+    smtp_relay_starttls: Literal["auto", "require", "off"] = "auto"
+    smtp_relay_ca_file: str = ""
     smtp_relay_timeout: float = 30.0
     # "ommen:noreply@ommen.nl,coevorden:noreply@coevorden.nl"; a tenant without one gets no acknowledgements.
     ack_from: str = ""
@@ -111,11 +143,41 @@ class AdapterSettings(BaseSettings):
     webform_max_bytes: int = Field(default=64_000, ge=1000)
     # Take the client address from X-Forwarded-For (only behind a proxy that sets it).
     webform_trust_forwarded: bool = False
+    # Websites whose pages may post the form from the browser (CORS), per tenant:
+    # "ommen:https://www.ommen.nl,ommen:https://ommen.nl,coevorden:https://www.coevorden.nl".
+    # Never "*": a tenant's form answers CORS only to the origins named for it.
+    webform_allowed_origins: str = ""
+
+    @field_validator("smtp_relay_starttls", mode="before")
+    @classmethod
+    def _starttls_mode(cls, value: Any) -> Any:
+        # The variable used to be a boolean: true meant "always STARTTLS", false "never".
+        if isinstance(value, bool):
+            return "require" if value else "off"
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            return {
+                "true": "require",
+                "1": "require",
+                "yes": "require",
+                "false": "off",
+                "0": "off",
+                "no": "off",
+            }.get(lowered, lowered)
+        return value
 
     @model_validator(mode="after")
     def _parse_all(self) -> AdapterSettings:
         # Touch every parsed mapping so that a bad value fails here, naming the variable.
-        for name in ("routes", "ack_senders", "accounts", "phones", "form_urls", "enabled"):
+        for name in (
+            "routes",
+            "ack_senders",
+            "accounts",
+            "phones",
+            "form_urls",
+            "allowed_origins",
+            "enabled",
+        ):
             getattr(self, name)
         return self
 
@@ -159,6 +221,24 @@ class AdapterSettings(BaseSettings):
                 )
             out[tenant.strip()] = url.strip()
         return out
+
+    @cached_property
+    def allowed_origins(self) -> dict[str, frozenset[str]]:
+        """tenant → the browser origins (scheme://host[:port], lower case) that may post its web form."""
+        out: dict[str, set[str]] = {}
+        for item in self.webform_allowed_origins.split(","):
+            tenant, sep, origin = item.strip().partition(":")
+            if not item.strip():
+                continue
+            # "https://www.ommen.nl" without its tenant reads as tenant "https": say what is missing.
+            missing_tenant = tenant.strip().lower() in ("http", "https") and origin.startswith("//")
+            if not sep or not tenant.strip() or not origin.strip() or missing_tenant:
+                raise ValueError(
+                    f"WEBFORM_ALLOWED_ORIGINS: cannot read {item.strip()!r}; "
+                    f"expected {_shape('webform_allowed_origins')}"
+                )
+            out.setdefault(tenant.strip(), set()).add(_origin(origin.strip()))
+        return {t: frozenset(o) for t, o in out.items()}
 
     @cached_property
     def public_space_categories(self) -> frozenset[str]:

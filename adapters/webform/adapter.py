@@ -4,6 +4,9 @@ Answers 202 with the reference number and the date by which the resident gets an
 acknowledgement when an address was given. Guards, in order: body size (413), a token bucket per
 client address (429 + Retry-After), a honeypot field (a filled one gets a normal-looking 202 and
 nothing is published: bots learn nothing), then validation (422, one entry per field).
+
+The acknowledgement mail repeats nothing the resident typed (`adapters.kit.acks`): the address is
+unverified. Browsers on the tenant's own websites may post it from a script (CORS, `cors.py`).
 """
 
 from __future__ import annotations
@@ -28,9 +31,19 @@ from adapters.kit.acks import planned_ack_id, schedule_ack
 from adapters.kit.base import ChannelAdapter, Inbound, Rejected
 from adapters.kit.context import AdapterContext
 from adapters.kit.http import context, handler, json_object, known_tenant, read_body, receipt, submit_or_error
-from adapters.kit.openapi import OBJECT, PUBLIC, TENANT, ApiSpec, body, error_responses, json_response
+from adapters.kit.openapi import (
+    OBJECT,
+    PUBLIC,
+    TENANT,
+    ApiSpec,
+    body,
+    error_responses,
+    json_response,
+    ref,
+)
 from adapters.kit.phones import to_e164
 from adapters.kit.ratelimit import bucket_key
+from adapters.webform.cors import add_cors_headers, allowed_origin, preflight
 from router import logs
 from router.core.contact import Contact, Sender, Source, contact_id, field_errors, reference_for
 
@@ -143,7 +156,10 @@ class WebformAdapter(ChannelAdapter):
             schedule_ack(ctx, contact, reply_to=None, in_reply_to=None)
 
     def routes(self) -> Sequence[web.RouteDef]:
-        return [web.post("/v1/channels/webform/{tenant}", self.handle)]
+        return [
+            web.post("/v1/channels/webform/{tenant}", self.handle),
+            web.options("/v1/channels/webform/{tenant}", self.handle_preflight),
+        ]
 
     @classmethod
     def openapi(cls) -> ApiSpec:
@@ -159,10 +175,40 @@ class WebformAdapter(ChannelAdapter):
                 **error_responses(400, 404, 413, 422, 503),
             },
         }
-        return ApiSpec({"/v1/channels/webform/{tenant}": {"post": post}}, (WebformSubmission,))
+        options = {
+            "summary": "CORS preflight of the web form (browsers send it for a script on the tenant's site)",
+            "operationId": "preflightWebform",
+            "security": PUBLIC,
+            "parameters": [TENANT],
+            "responses": {
+                "204": {
+                    "description": "One of the tenant's websites (WEBFORM_ALLOWED_ORIGINS) asking for POST: "
+                    "Access-Control-Allow-Origin (that origin, never *), -Methods, -Headers, -Max-Age; "
+                    "without an Origin, a plain answer with Allow"
+                },
+                "403": json_response(ref("Error"), "Origin, method or headers not allowed; no CORS headers"),
+                **error_responses(404),
+            },
+        }
+        return ApiSpec(
+            {"/v1/channels/webform/{tenant}": {"post": post, "options": options}}, (WebformSubmission,)
+        )
 
     @handler
+    async def handle_preflight(self, request: web.Request) -> web.StreamResponse:
+        ctx = context(request)
+        tenant = known_tenant(request)
+        return preflight(ctx.settings, tenant, request)
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        response = await self._submit(request)
+        # On every answer (202 and errors alike), so the site's script can show the resident why.
+        tenant = request.match_info["tenant"]
+        add_cors_headers(response, allowed_origin(context(request).settings, tenant, request))
+        return response
+
+    @handler
+    async def _submit(self, request: web.Request) -> web.StreamResponse:
         ctx = context(request)
         tenant = known_tenant(request)
         raw = await read_body(request, ctx.settings.webform_max_bytes)

@@ -148,8 +148,14 @@ async def json_errors(
         return error(500, "internal error")
 
 
+async def drop_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """No `Server: Python/3.x aiohttp/x` on any answer: a version banner helps only an attacker."""
+    response.headers.popall("Server", None)
+
+
 def create_app(ctx: ApiContext) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_JSON_BYTES)
+    app.on_response_prepare.append(drop_server_header)
     app[CTX] = ctx
     app[AUTHENTICATOR] = ApiKeys(ctx.credentials)
     app.router.add_get("/healthz", healthz)
