@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", frozen=True, extra="ignore")
+    # hide_input_in_errors: a bad value is named by its variable, never echoed (API_KEYS holds keys).
+    model_config = SettingsConfigDict(env_prefix="", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -24,8 +27,10 @@ class Settings(BaseSettings):
     # Message-IDs, client addresses. The same on every process of a deployment; unset, a development
     # secret is used and the process warns.
     key_secret: SecretStr = SecretStr("")
-    # "name:key[:tenant|tenant],..." — credentials for the HTTP API. Without tenants a key reaches every
-    # tenant (an integrator of a shared contact centre); with tenants only those.
+    # "name:key[:tenants[:scopes]],..." — credentials for the HTTP API (README, "Settings"). `key` is the
+    # key itself or `sha256=<64 hex digits>`, its SHA-256 digest; `tenants` "t1|t2", or "*" or empty for
+    # every tenant (an integrator of a shared contact centre); `scopes` "submit|agent|read", or "admin"
+    # for all. Checked at start-up (`parse_api_keys`).
     api_keys: SecretStr = SecretStr("")
     # How many contacts the router takes from the broker in one transaction.
     router_batch_size: int = Field(default=100, ge=1, le=1000)
@@ -51,27 +56,84 @@ class Settings(BaseSettings):
         secret = self.key_secret.get_secret_value()
         return secret.encode() if secret else None
 
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys_parse(cls, value: SecretStr) -> SecretStr:
+        parse_api_keys(value.get_secret_value())  # a mistake stops the process at start-up
+        return value
+
     def credentials(self) -> dict[str, Credential]:
-        """key -> credential."""
-        out: dict[str, Credential] = {}
-        for part in self.api_keys.get_secret_value().split(","):
-            part = part.strip()
-            if not part:
-                continue
-            bits = part.split(":")
-            if len(bits) not in (2, 3) or not bits[0] or not bits[1]:
-                raise ValueError(
-                    "API_KEYS: expected 'name:key' or 'name:key:tenant|tenant', separated by commas"
-                )
-            tenants = frozenset(t for t in bits[2].split("|") if t) if len(bits) == 3 else None
-            out[bits[1]] = Credential(bits[0], tenants)
-        return out
+        """SHA-256 digest (hex) of each key -> its credential; plaintext keys are hashed here."""
+        return parse_api_keys(self.api_keys.get_secret_value())
+
+
+# What a key may do. `admin` implies every other scope.
+SCOPES = ("submit", "agent", "read", "admin")
+# What a key configured without scopes may do: everything the API offered before keys had scopes
+# (so existing deployments keep working), but not `admin`, which no such key was ever given.
+UNSCOPED = frozenset({"submit", "agent", "read"})
+# A credential's name is recorded as `by` in histories and events: an id, never a person's name.
+CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_FORMAT = "expected 'name:key[:tenants[:scopes]]' (tenants 't1|t2' or '*', scopes 'submit|agent|read|admin')"
 
 
 @dataclass(frozen=True)
 class Credential:
     name: str
     tenants: frozenset[str] | None  # None: every tenant
+    scopes: frozenset[str] = UNSCOPED
+    # False for a key configured without scopes (it has UNSCOPED; the process warns at start-up).
+    scoped: bool = True
 
     def allows(self, tenant: str) -> bool:
         return self.tenants is None or tenant in self.tenants
+
+    def permits(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+def key_digest(key: str) -> str:
+    """How a presented key is looked up: the hex SHA-256 of its UTF-8 bytes."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_api_keys(text: str) -> dict[str, Credential]:
+    """`API_KEYS` as digest -> credential. ValueError names the credential (by position and name, never
+    its key) and what is wrong with it."""
+    out: dict[str, Credential] = {}
+    for n, part in enumerate((p.strip() for p in text.split(",")), start=1):
+        if not part:
+            continue
+        bits = part.split(":")
+        where = f"API_KEYS, credential {n}"
+        if len(bits) < 2 or len(bits) > 4 or not bits[0] or not bits[1]:
+            raise ValueError(f"{where}: {_FORMAT}, separated by commas")
+        name, key = bits[0], bits[1]
+        if not CREDENTIAL_NAME.fullmatch(name):
+            raise ValueError(
+                f"{where}: the name must be an id (letters, digits, '.', '_', '-'; at most 64 characters)"
+            )
+        where = f"API_KEYS, credential {n} ('{name}')"
+        if key.startswith("sha256="):
+            digest = key.removeprefix("sha256=").lower()
+            if not _DIGEST.fullmatch(digest):
+                raise ValueError(f"{where}: 'sha256=' must be followed by 64 hex digits (a SHA-256 digest)")
+        else:
+            digest = key_digest(key)
+        tenants_text = bits[2].strip() if len(bits) > 2 else ""
+        tenants = None if tenants_text in ("", "*") else frozenset(t for t in tenants_text.split("|") if t)
+        if tenants is not None and (not tenants or "*" in tenants):
+            raise ValueError(f"{where}: tenants are 't1|t2', or '*' or empty for every tenant")
+        scopes_text = bits[3].strip() if len(bits) > 3 else ""
+        scopes = frozenset(s.strip() for s in scopes_text.split("|") if s.strip())
+        unknown = sorted(scopes - set(SCOPES))
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown scope(s) {', '.join(repr(s) for s in unknown)}; scopes are "
+                f"{', '.join(SCOPES)}"
+            )
+        if digest in out:
+            raise ValueError(f"{where}: the same key as credential '{out[digest].name}'")
+        out[digest] = Credential(name, tenants, scopes or UNSCOPED, scoped=bool(scopes))
+    return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, Protocol
+from typing import Any, Literal, ParamSpec, Protocol
 
 from aiohttp import web
 
@@ -25,13 +25,24 @@ P = ParamSpec("P")
 ADAPTERS = web.AppKey("adapter_context", AdapterContext)
 
 
+# What an API key may do: submit contacts, act as an agent (transfer, callbacks, close), read contacts
+# and work lists; `admin` may do all of it. A channel's submit route asks for `submit`.
+Scope = Literal["submit", "agent", "read", "admin"]
+
+
 class Caller(Protocol):
     """Who sent a request: a system with an API key (an integrator, a KCC telephony system)."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The credential's name, an id (e.g. `ommen-kcc`): what the service records as `by`."""
+        ...
 
     def allows(self, tenant: str) -> bool: ...
+
+    def permits(self, scope: str) -> bool:
+        """Whether the key has `scope` (`admin` has every scope)."""
+        ...
 
 
 class Authenticator(Protocol):
@@ -45,6 +56,11 @@ class Authenticator(Protocol):
 
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 UNAUTHENTICATED = "missing or unknown API key (header X-API-Key or Authorization: Bearer)"
+
+
+def lacks_scope(scope: str) -> str:
+    """The 403 message for a key without the route's scope (the same from the API and the kit)."""
+    return f"this API key lacks the scope '{scope}'"
 
 
 def context(request: web.Request) -> AdapterContext:
@@ -63,14 +79,17 @@ def known_tenant(request: web.Request) -> str:
     return tenant
 
 
-def require_key(request: web.Request, tenant: str) -> Caller:
-    """An API key (X-API-Key or Authorization: Bearer) that may act for `tenant`: 401 / 403 otherwise."""
+def require_key(request: web.Request, tenant: str, scope: Scope = "submit") -> Caller:
+    """An API key (X-API-Key or Authorization: Bearer) with `scope` that may act for `tenant`: 401 without
+    a known key, 403 without the scope or the tenant."""
     authenticator = request.app.get(AUTHENTICATOR)
     if authenticator is None:
         raise Rejected("API keys are not configured on this server", status=503)
     caller = authenticator.caller(request)
     if caller is None:
         raise Rejected(UNAUTHENTICATED, status=401)
+    if not caller.permits(scope):
+        raise Rejected(lacks_scope(scope), status=403)
     if not caller.allows(tenant):
         raise Rejected(f"this API key may not submit contacts for tenant '{tenant}'", status=403)
     return caller

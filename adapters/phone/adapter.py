@@ -2,7 +2,9 @@
 
 The agent records who called about what and how the call ended. The router acts on the outcome
 (`metadata["phone.outcome"]`): answered, transferred to `phone.to_team`, or the colleague could not be
-reached — then a callback request for that team, within the tenant's callback term.
+reached — then a callback request for that team, within the tenant's callback term. The note names the
+agent by id (`agent`, as the agent API does): it travels in `metadata["phone.agent"]` into the hop and
+the events, so an e-mail address or a name is refused.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from adapters.kit.http import (
     require_key,
     submit_or_error,
 )
-from adapters.kit.openapi import AUTHED, OBJECT, TENANT, ApiSpec, body, error_responses, json_response
+from adapters.kit.openapi import OBJECT, TENANT, ApiSpec, body, error_responses, json_response, ref
 from adapters.kit.phones import to_e164
 from router import logs
+from router.core.casework import AGENT_ID_PATTERN
 from router.core.contact import Contact, Sender, Source, field_errors
 
 log = logs.get("adapters.phone")
@@ -44,7 +47,8 @@ class PhoneNote(BaseModel):
     topic: Annotated[Text, StringConstraints(min_length=1, max_length=200)]
     note: Annotated[Text, StringConstraints(min_length=1, max_length=10_000)]
     outcome: CallOutcome
-    agent: Annotated[Text, StringConstraints(min_length=1, max_length=100)]
+    # The agent's id (letters, digits, '.', '_', '-'), never an e-mail address or a name.
+    agent: Annotated[Text, StringConstraints(pattern=AGENT_ID_PATTERN)]
     caller_name: Annotated[Text, StringConstraints(max_length=200)] | None = None
     phone: str | None = None
     to_team: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")] | None = None
@@ -109,12 +113,16 @@ class PhoneNotesAdapter(ChannelAdapter):
         post = {
             "summary": "Phone note by an agent; its outcome acts by itself",
             "operationId": "submitPhoneNote",
-            "security": AUTHED,
+            # An API key with the scope `submit` (README, "Settings").
+            "security": [{"apiKey": ["submit"]}, {"bearer": ["submit"]}],
             "parameters": [TENANT],
             "requestBody": body(PhoneNote),
             "responses": {
                 "202": json_response(OBJECT, "Accepted"),
-                **error_responses(400, 401, 403, 404, 413, 422, 503),
+                **error_responses(400, 401, 404, 413, 422, 503),
+                "403": json_response(
+                    ref("Error"), "The API key lacks the scope 'submit' or may not act for this tenant"
+                ),
             },
         }
         return ApiSpec({"/v1/channels/phone/{tenant}/notes": {"post": post}}, (PhoneNote,))
@@ -123,7 +131,7 @@ class PhoneNotesAdapter(ChannelAdapter):
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = context(request)
         tenant = known_tenant(request)
-        cred = require_key(request, tenant)
+        cred = require_key(request, tenant, "submit")
         if request.content_type != "application/json":
             raise Rejected("send application/json", status=415)
         raw = await read_body(request, MAX_BODY_BYTES)

@@ -14,6 +14,7 @@ written once, and tested without a server.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +32,16 @@ SYNCHRONOUS_CHANNELS = frozenset({"phone", "counter", "chat"})
 CALLBACK_OUTCOMES = ("reached", "no_answer", "wrong_number")
 RESPONSE_KINDS = ("acknowledge", "respond")
 NO_DEADLINE_SCORE = 32503680000000  # year 3000: items without a deadline sort last
+# An agent as histories and events name it: an id, never an e-mail address or a person's name (events
+# are shared with other systems). The API and the phone notes refuse anything else.
+AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_AGENT_ID = re.compile(AGENT_ID_PATTERN)
+
+
+def agent_id(value: str | None) -> str | None:
+    """`value` when it is an id as AGENT_ID_PATTERN says, else None: what an event may carry. (A contact
+    published to `contacts` directly can name its phone agent in free text; its events then name none.)"""
+    return value if value is not None and _AGENT_ID.fullmatch(value) else None
 
 
 class CaseError(Exception):
@@ -122,6 +133,26 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class Actor:
+    """Who takes a decision: the agent's id, the name of the credential that vouches for it (`by`; None
+    when the router carries out what a phone note says), and the agent's display name if one was given.
+    Histories record all three; events carry the two ids, never the display name."""
+
+    agent: str | None
+    by: str | None = None
+    name: str | None = None
+
+    def history(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"agent": self.agent, "by": self.by}
+        if self.name:
+            out["agent_name"] = self.name
+        return out
+
+    def event(self) -> dict[str, Any]:
+        return {"agent": self.agent, "by": self.by}
+
+
+@dataclass(frozen=True, slots=True)
 class Desk:
     """The facts a decision is taken with: whose rules, which names, and when."""
 
@@ -137,6 +168,10 @@ class Desk:
         return self.tenant.loaded.rules.team_ids()
 
     def event(self, name: str, state: CaseState, **fields: Any) -> OutMessage:
+        """An event about the contact; an `agent` or `by` that is no id goes out as None (no free text)."""
+        for key in ("agent", "by"):
+            if key in fields:
+                fields[key] = agent_id(fields[key])
         return event_message(
             self.names(topology.EVENTS), name, self.now, tenant=state.tenant, contact_id=state.cid, **fields
         )
@@ -231,16 +266,19 @@ def transfer(
     agent: str | None,
     from_team: str | None = None,
     if_match: str | None = None,
+    by: str | None = None,
+    agent_name: str | None = None,
 ) -> Decision:
     """A warm transfer, counted. Past the tenant's limit it is refused: on a channel where the resident
     is on the line the intended team gets a callback request; a written contact goes to the coordinating
     team instead."""
     check_transfer(state, desk, to_team=to_team, from_team=from_team, if_match=if_match)
+    actor = Actor(agent, by, agent_name)
     if state.transfers < desk.transfer_limit:
-        return move(state, desk, to_team, note, agent, kind="transferred")
+        return move(state, desk, to_team, note, actor, kind="transferred")
     if state.channel in SYNCHRONOUS_CHANNELS:
-        return _refuse_with_callback(state, desk, to_team, note, agent)
-    return _refuse_to_coordination(state, desk, to_team, note, agent)
+        return _refuse_with_callback(state, desk, to_team, note, actor)
+    return _refuse_to_coordination(state, desk, to_team, note, actor)
 
 
 def move(
@@ -248,7 +286,7 @@ def move(
     desk: Desk,
     to_team: str,
     note: str | None,
-    agent: str | None,
+    actor: Actor,
     *,
     kind: str,
     refused: CaseError | None = None,
@@ -256,7 +294,7 @@ def move(
     """Hand the contact to `to_team`; only a `transferred` hop counts against the limit."""
     counted = kind == "transferred"
     transfers = state.transfers + (1 if counted else 0)
-    hop = Hop(kind=kind, team=to_team, from_team=state.team, agent=agent, at=desk.now, note=note)  # type: ignore[arg-type]
+    hop = Hop(kind=kind, team=to_team, from_team=state.team, agent=actor.agent, at=desk.now, note=note)  # type: ignore[arg-type]
     contact = state.contact()
     contact = contact.model_copy(update={"hops": [*contact.hops, hop]})
     change = Change(contact=contact)
@@ -267,7 +305,7 @@ def move(
             "at": desk.now.isoformat(),
             "from_team": state.team,
             "team": to_team,
-            "agent": agent,
+            **actor.history(),
             "note": note,
             "transfers": transfers,
         }
@@ -292,7 +330,7 @@ def move(
             state,
             from_team=state.team,
             team=to_team,
-            agent=agent,
+            **actor.event(),
             transfers=transfers,
             counted=counted,
         )
@@ -316,13 +354,13 @@ def _limit_message(state: CaseState, limit: int) -> str:
     )
 
 
-def _refused_event(state: CaseState, desk: Desk, to_team: str, agent: str | None, **extra: Any) -> OutMessage:
+def _refused_event(state: CaseState, desk: Desk, to_team: str, actor: Actor, **extra: Any) -> OutMessage:
     return desk.event(
         "transfer.refused",
         state,
         team=state.team,
         to_team=to_team,
-        agent=agent,
+        **actor.event(),
         transfers=state.transfers,
         limit=desk.transfer_limit,
         **extra,
@@ -330,7 +368,7 @@ def _refused_event(state: CaseState, desk: Desk, to_team: str, agent: str | None
 
 
 def _refuse_with_callback(
-    state: CaseState, desk: Desk, to_team: str, note: str | None, agent: str | None
+    state: CaseState, desk: Desk, to_team: str, note: str | None, actor: Actor
 ) -> Decision:
     limit = desk.transfer_limit
     phone = _sender_phone(state.contact())
@@ -341,7 +379,7 @@ def _refuse_with_callback(
         reason=note or "transfer refused: transfer limit reached",
         phone=phone,
         preferred_time=None,
-        agent=agent,
+        actor=actor,
         origin="transfer_refused",
     )
     change.history.insert(
@@ -351,12 +389,12 @@ def _refuse_with_callback(
             "at": desk.now.isoformat(),
             "team": state.team,
             "to_team": to_team,
-            "agent": agent,
+            **actor.history(),
             "transfers": state.transfers,
             "limit": limit,
         },
     )
-    change.outbox.append(_refused_event(state, desk, to_team, agent, callback_id=cb["id"]))
+    change.outbox.append(_refused_event(state, desk, to_team, actor, callback_id=cb["id"]))
     return change, CaseError(
         409,
         f"{_limit_message(state, limit)}; a callback request for team '{to_team}' was created instead",
@@ -367,7 +405,7 @@ def _refuse_with_callback(
 
 
 def _refuse_to_coordination(
-    state: CaseState, desk: Desk, to_team: str, note: str | None, agent: str | None
+    state: CaseState, desk: Desk, to_team: str, note: str | None, actor: Actor
 ) -> Decision:
     limit = desk.transfer_limit
     coordinating = desk.tenant.loaded.rules.coordinating_team
@@ -389,8 +427,8 @@ def _refuse_to_coordination(
         team=coordinating,
         intended_team=to_team,
     )
-    change, _ = move(state, desk, coordinating, hint, agent, kind="reassigned", refused=refused)
-    change.outbox.append(_refused_event(state, desk, to_team, agent, moved_to=coordinating))
+    change, _ = move(state, desk, coordinating, hint, actor, kind="reassigned", refused=refused)
+    change.outbox.append(_refused_event(state, desk, to_team, actor, moved_to=coordinating))
     return change, refused
 
 
@@ -409,7 +447,7 @@ def callback_change(
     reason: str,
     phone: str | None,
     preferred_time: str | None,
-    agent: str | None,
+    actor: Actor,
     origin: str,
 ) -> tuple[Change, dict[str, Any]]:
     """A new callback request for `team`, due in the tenant's callback term counted from `desk.now`."""
@@ -429,7 +467,7 @@ def callback_change(
         "preferred_time": preferred_time or "",
         "status": "open",
         "created_at": desk.now.isoformat(),
-        "created_by": agent or "",
+        "created_by": actor.agent or "",
         "origin": origin,
         "term": str(term),
         "due": deadline.due.isoformat(),
@@ -443,7 +481,7 @@ def callback_change(
             "at": desk.now.isoformat(),
             "callback_id": cbid,
             "team": team,
-            "agent": agent,
+            **actor.history(),
             "reason": reason,
             "due": cb["due"],
             "origin": origin,
@@ -453,7 +491,15 @@ def callback_change(
     headers = {topology.H_CONTACT_ID: state.cid, "x-callback-id": cbid}
     change.outbox.append(team_item(desk.names, state.tenant, team, item, str(uuid.uuid4()), headers))
     change.outbox.append(
-        desk.event("callback.requested", state, callback_id=cbid, team=team, due=cb["due"], origin=origin)
+        desk.event(
+            "callback.requested",
+            state,
+            callback_id=cbid,
+            team=team,
+            due=cb["due"],
+            origin=origin,
+            **actor.event(),
+        )
     )
     change.listed_add.append((team, cbid, epoch_ms(deadline.due)))
     change.timers_add = {
@@ -473,6 +519,8 @@ def request_callback(
     preferred_time: str | None,
     agent: str | None,
     origin: str = "agent",
+    by: str | None = None,
+    agent_name: str | None = None,
 ) -> Decision:
     """An agent asks `team` (default: the contact's team) to call the resident back."""
     if state.status == "closed":
@@ -487,13 +535,21 @@ def request_callback(
         reason=reason,
         phone=phone or _sender_phone(state.contact()),
         preferred_time=preferred_time,
-        agent=agent,
+        actor=Actor(agent, by, agent_name),
         origin=origin,
     )
 
 
 def record_attempt(
-    state: CaseState, desk: Desk, cbid: str, *, outcome: str, note: str | None, agent: str
+    state: CaseState,
+    desk: Desk,
+    cbid: str,
+    *,
+    outcome: str,
+    note: str | None,
+    agent: str,
+    by: str | None = None,
+    agent_name: str | None = None,
 ) -> Decision:
     """One attempt to call back; `reached` closes the request, its timers and its work-list entry."""
     parsed = parse_callback_id(cbid)
@@ -508,6 +564,7 @@ def record_attempt(
     updated = {"attempts": str(attempts), "last_outcome": outcome, "last_attempt_at": now}
     if closes:
         updated.update(status="closed", closed_at=now, closed_reason="reached")
+    actor = Actor(agent, by, agent_name)
     change = Change(callbacks={parsed[1]: updated})
     change.history.append(
         {
@@ -516,7 +573,7 @@ def record_attempt(
             "callback_id": cbid,
             "outcome": outcome,
             "note": note,
-            "agent": agent,
+            **actor.history(),
             "attempt": attempts,
         }
     )
@@ -527,7 +584,7 @@ def record_attempt(
             callback_id=cbid,
             outcome=outcome,
             attempt=attempts,
-            agent=agent,
+            **actor.event(),
             closed=closes,
         )
     )
@@ -540,39 +597,58 @@ def record_attempt(
 # -- responses and closing ------------------------------------------------------------------------
 
 
-def record_response(state: CaseState, desk: Desk, *, kind: str, note: str | None, agent: str) -> Decision:
+def record_response(
+    state: CaseState,
+    desk: Desk,
+    *,
+    kind: str,
+    note: str | None,
+    agent: str,
+    by: str | None = None,
+    agent_name: str | None = None,
+) -> Decision:
     """The resident got an acknowledgement or a reaction: that deadline is met (on time or late)."""
     if state.status == "closed":
         raise CaseError(409, "the contact is closed")
     deadline = next((d for d in state.deadlines() if d["kind"] == kind), None)
     due = deadline["due"] if deadline else None
     met = deadline is None or desk.now <= datetime.fromisoformat(deadline["due"])
+    actor = Actor(agent, by, agent_name)
     change = Change(fields={f"met:{kind}": desk.now.isoformat()})
     change.history.append(
         {
             "event": "deadline.met" if met else "deadline.met_late",
             "at": desk.now.isoformat(),
             "kind": kind,
-            "agent": agent,
+            **actor.history(),
             "note": note,
             "due": due,
         }
     )
-    change.outbox.append(desk.event("deadline.met", state, kind=kind, on_time=met, due=due))
+    change.outbox.append(desk.event("deadline.met", state, kind=kind, on_time=met, due=due, **actor.event()))
     change.timers_remove = timer_members(state.cid, kind)
     if kind == "respond":
         change.listed_add.append((state.team, state.cid, NO_DEADLINE_SCORE))
     return change, {"id": state.cid, "kind": kind, "on_time": met, "due": due}
 
 
-def close(state: CaseState, desk: Desk, *, resolution: str, agent: str | None) -> Decision:
+def close(
+    state: CaseState,
+    desk: Desk,
+    *,
+    resolution: str,
+    agent: str | None,
+    by: str | None = None,
+    agent_name: str | None = None,
+) -> Decision:
     """Close the contact: its timers, its work-list entry and its open callback requests end with it."""
     if state.status == "closed":
         raise CaseError(409, "the contact is already closed")
     now = desk.now.isoformat()
+    actor = Actor(agent, by, agent_name)
     change = Change(fields={"status": "closed", "closed_at": now, "resolution": resolution})
-    change.history.append({"event": "contact.closed", "at": now, "agent": agent, "resolution": resolution})
-    change.outbox.append(desk.event("contact.closed", state, team=state.team, agent=agent))
+    change.history.append({"event": "contact.closed", "at": now, **actor.history(), "resolution": resolution})
+    change.outbox.append(desk.event("contact.closed", state, team=state.team, **actor.event()))
     change.listed_remove.append((state.team, state.cid))
     for d in state.deadlines():
         change.timers_remove += timer_members(state.cid, d["kind"])

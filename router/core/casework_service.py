@@ -91,6 +91,8 @@ class Casework:
         return sent
 
     # -- the agent's actions ------------------------------------------------------------------------
+    # Each names the agent (`agent`, an id), the credential that vouches for it (`by`, its name) and,
+    # optionally, the agent's display name (`agent_name`: the contact's history only).
 
     async def transfer(
         self,
@@ -99,6 +101,8 @@ class Casework:
         to_team: str,
         note: str | None,
         agent: str,
+        by: str,
+        agent_name: str | None = None,
         from_team: str | None,
         if_match: str | None,
         allowed: Allowed,
@@ -119,6 +123,8 @@ class Casework:
                     to_team=to_team,
                     note=note,
                     agent=agent,
+                    by=by,
+                    agent_name=agent_name,
                     from_team=from_team,
                     if_match=if_match,
                 ),
@@ -139,20 +145,38 @@ class Casework:
         phone: str | None,
         preferred_time: str | None,
         agent: str,
+        by: str,
+        agent_name: str | None = None,
         allowed: Allowed,
     ) -> dict[str, Any]:
         result: dict[str, Any] = await self._decide(
             cid,
             allowed,
             lambda state, desk: casework.request_callback(
-                state, desk, team=team, reason=reason, phone=phone, preferred_time=preferred_time, agent=agent
+                state,
+                desk,
+                team=team,
+                reason=reason,
+                phone=phone,
+                preferred_time=preferred_time,
+                agent=agent,
+                by=by,
+                agent_name=agent_name,
             ),
         )
         log.info("callback_requested", contact_id=cid, callback_id=result["id"], team=result["team"])
         return result
 
     async def record_attempt(
-        self, cbid: str, *, outcome: str, note: str | None, agent: str, allowed: Allowed
+        self,
+        cbid: str,
+        *,
+        outcome: str,
+        note: str | None,
+        agent: str,
+        by: str,
+        agent_name: str | None = None,
+        allowed: Allowed,
     ) -> dict[str, Any]:
         parsed = parse_callback_id(cbid)
         if parsed is None:
@@ -161,25 +185,48 @@ class Casework:
             parsed[0],
             allowed,
             lambda state, desk: casework.record_attempt(
-                state, desk, cbid, outcome=outcome, note=note, agent=agent
+                state, desk, cbid, outcome=outcome, note=note, agent=agent, by=by, agent_name=agent_name
             ),
         )
         log.info("callback_attempted", contact_id=parsed[0], callback_id=cbid, outcome=outcome)
         return result
 
     async def record_response(
-        self, cid: str, *, kind: str, note: str | None, agent: str, allowed: Allowed
+        self,
+        cid: str,
+        *,
+        kind: str,
+        note: str | None,
+        agent: str,
+        by: str,
+        agent_name: str | None = None,
+        allowed: Allowed,
     ) -> dict[str, Any]:
         result: dict[str, Any] = await self._decide(
             cid,
             allowed,
-            lambda state, desk: casework.record_response(state, desk, kind=kind, note=note, agent=agent),
+            lambda state, desk: casework.record_response(
+                state, desk, kind=kind, note=note, agent=agent, by=by, agent_name=agent_name
+            ),
         )
         return result
 
-    async def close(self, cid: str, *, resolution: str, agent: str, allowed: Allowed) -> dict[str, Any]:
+    async def close(
+        self,
+        cid: str,
+        *,
+        resolution: str,
+        agent: str,
+        by: str,
+        agent_name: str | None = None,
+        allowed: Allowed,
+    ) -> dict[str, Any]:
         result: dict[str, Any] = await self._decide(
-            cid, allowed, lambda state, desk: casework.close(state, desk, resolution=resolution, agent=agent)
+            cid,
+            allowed,
+            lambda state, desk: casework.close(
+                state, desk, resolution=resolution, agent=agent, by=by, agent_name=agent_name
+            ),
         )
         log.info("contact_closed", contact_id=cid)
         return result

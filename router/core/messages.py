@@ -1,6 +1,7 @@
 """What the core asks to publish: team work items and events, as plain `OutMessage`s.
 
-Events carry ids and routing facts, never personal data; a team work item carries the contact.
+Events carry ids and routing facts, never personal data, and are keyed `<tenant>.<event>`; a team work
+item carries the contact.
 """
 
 from __future__ import annotations
@@ -41,12 +42,18 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def event_message(exchange: str, name: str, at: datetime, **fields: Any) -> OutMessage:
-    """An event on `exchange`, keyed by its name. The event id is the message id, so a subscriber can
-    dedupe on either."""
+def event_key(tenant: str, name: str) -> str:
+    """An event's routing key, `<tenant>.<event>` (`ommen.contact.transferred`): a municipality's
+    consumer binds `ommen.#` and receives its own events only."""
+    return f"{tenant}.{name}"
+
+
+def event_message(exchange: str, name: str, at: datetime, *, tenant: str, **fields: Any) -> OutMessage:
+    """An event of `tenant` on `exchange`, keyed `<tenant>.<event>`; the payload names both. The event
+    id is the message id, so a subscriber can dedupe on either."""
     event_id = str(uuid.uuid4())
-    payload = {"event": name, "event_id": event_id, "at": at.isoformat(), **fields}
-    return OutMessage(exchange, name, dumps(payload), event_id)
+    payload = {"event": name, "event_id": event_id, "at": at.isoformat(), "tenant": tenant, **fields}
+    return OutMessage(exchange, event_key(tenant, name), dumps(payload), event_id)
 
 
 def team_item(

@@ -1,7 +1,10 @@
 """The agent and back-office API: work lists, transfers, callback requests, attempts, responses, closing.
 
-Every action names the agent (body field `agent` or header X-Agent-Id). Credentials are per tenant; a
-contact of another tenant looks exactly like a missing one.
+Reading work lists needs an API key with the scope `read`, every action one with the scope `agent`. An
+action names the agent by its id (body field `agent` or header X-Agent-Id; never an e-mail address or a
+name) and is recorded with the credential's name as `by`. A display name (`agent_name`) goes into the
+contact's history only. Credentials are per tenant; a contact of another tenant looks exactly like a
+missing one.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from router.core.casework import CALLBACK_OUTCOMES, CaseError
+from router.core.casework import AGENT_ID_PATTERN, CALLBACK_OUTCOMES, CaseError, agent_id
 from router.core.casework_service import Casework
 from router.core.contact import field_errors
 from router.http.auth import require_credential
@@ -20,13 +23,21 @@ from router.http.context import CTX
 
 TeamId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
-AgentId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[\w.@:-]+$")]
+AgentId = Annotated[str, StringConstraints(pattern=AGENT_ID_PATTERN)]
+AgentName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Phone = Annotated[str, StringConstraints(min_length=6, max_length=40, pattern=r"^\+?[0-9 ()-]+$")]
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    agent: AgentId | None = Field(default=None, description="Agent id; or header X-Agent-Id")
+    agent: AgentId | None = Field(
+        default=None,
+        description="The agent's id (letters, digits, '.', '_', '-'; no e-mail address or name); or header "
+        "X-Agent-Id. Recorded in the history and the events, with the API key's name as `by`",
+    )
+    agent_name: AgentName | None = Field(
+        default=None, description="A display name for the contact's history; never in events or logs"
+    )
 
 
 class TransferIn(_Body):
@@ -87,8 +98,16 @@ async def parse(request: web.Request, model: type[BaseModel]) -> Any:
             "an agent id is required",
             fields=[{"field": "agent", "message": "give body field 'agent' or header X-Agent-Id"}],
         )
+    if agent_id(agent) is None:
+        raise CaseError(422, "invalid request", fields=[{"field": "agent", "message": _AGENT_ID_MESSAGE}])
     body.agent = agent  # type: ignore[attr-defined]
     return body
+
+
+_AGENT_ID_MESSAGE = (
+    "X-Agent-Id must be an agent id: letters, digits, '.', '_' or '-', at most 64 characters "
+    "(no e-mail address or name; a display name goes in body field 'agent_name')"
+)
 
 
 def respond(result: dict[str, Any], status: int = 200) -> web.Response:
@@ -96,7 +115,7 @@ def respond(result: dict[str, Any], status: int = 200) -> web.Response:
 
 
 async def list_items(request: web.Request) -> web.Response:
-    cred = require_credential(request)
+    cred = require_credential(request, "read")
     tenant, team = request.match_info["tenant"], request.match_info["team"]
     ctx = request.app[CTX]
     if tenant not in ctx.tenants or not cred.allows(tenant):
@@ -115,13 +134,15 @@ async def list_items(request: web.Request) -> web.Response:
 
 
 async def transfer(request: web.Request) -> web.Response:
-    cred = require_credential(request)
+    cred = require_credential(request, "agent")
     body: TransferIn = await parse(request, TransferIn)
     result = await casework_of(request).transfer(
         request.match_info["id"],
         to_team=body.to_team,
         note=body.note,
         agent=str(body.agent),
+        by=cred.name,
+        agent_name=body.agent_name,
         from_team=body.from_team,
         if_match=request.headers.get("If-Match"),
         allowed=cred.allows,
@@ -130,7 +151,7 @@ async def transfer(request: web.Request) -> web.Response:
 
 
 async def create_callback_request(request: web.Request) -> web.Response:
-    cred = require_credential(request)
+    cred = require_credential(request, "agent")
     body: CallbackRequestIn = await parse(request, CallbackRequestIn)
     result = await casework_of(request).request_callback(
         request.match_info["id"],
@@ -139,38 +160,53 @@ async def create_callback_request(request: web.Request) -> web.Response:
         phone=body.phone,
         preferred_time=body.preferred_time,
         agent=str(body.agent),
+        by=cred.name,
+        agent_name=body.agent_name,
         allowed=cred.allows,
     )
     return respond(result, 201)
 
 
 async def record_attempt(request: web.Request) -> web.Response:
-    cred = require_credential(request)
+    cred = require_credential(request, "agent")
     body: AttemptIn = await parse(request, AttemptIn)
     result = await casework_of(request).record_attempt(
         request.match_info["id"],
         outcome=body.outcome,
         note=body.note,
         agent=str(body.agent),
+        by=cred.name,
+        agent_name=body.agent_name,
         allowed=cred.allows,
     )
     return respond(result)
 
 
 async def record_response(request: web.Request) -> web.Response:
-    cred = require_credential(request)
+    cred = require_credential(request, "agent")
     body: ResponseIn = await parse(request, ResponseIn)
     result = await casework_of(request).record_response(
-        request.match_info["id"], kind=body.kind, note=body.note, agent=str(body.agent), allowed=cred.allows
+        request.match_info["id"],
+        kind=body.kind,
+        note=body.note,
+        agent=str(body.agent),
+        by=cred.name,
+        agent_name=body.agent_name,
+        allowed=cred.allows,
     )
     return respond(result)
 
 
 async def close(request: web.Request) -> web.Response:
-    cred = require_credential(request)
+    cred = require_credential(request, "agent")
     body: CloseIn = await parse(request, CloseIn)
     result = await casework_of(request).close(
-        request.match_info["id"], resolution=body.resolution, agent=str(body.agent), allowed=cred.allows
+        request.match_info["id"],
+        resolution=body.resolution,
+        agent=str(body.agent),
+        by=cred.name,
+        agent_name=body.agent_name,
+        allowed=cred.allows,
     )
     return respond(result)
 

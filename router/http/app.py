@@ -1,4 +1,5 @@
-"""HTTP API: health, readiness, contact submission for integrators, contact look-up.
+"""HTTP API: health, readiness, contact submission for integrators (API key scope `submit`), contact
+look-up (`read`).
 
 Errors are JSON: {"error": "...", "fields": [{"field": "...", "message": "..."}]} with a fitting status.
 """
@@ -51,7 +52,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def submit_contact(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    cred = require_credential(request)
+    cred = require_credential(request, "submit")
     data = await read_json(request)
     if not isinstance(data, dict):
         return error(422, "expected a JSON object (a Contact)")
@@ -102,7 +103,7 @@ def contact_view(cid: str, fields: dict[str, str], history: list[dict[str, Any]]
 
 async def get_contact(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    cred = require_credential(request)
+    cred = require_credential(request, "read")
     cid = request.match_info["id"]
     record = await ctx.store.get(cid)
     # Another tenant's contact looks exactly like a missing one.
@@ -157,7 +158,9 @@ def create_app(ctx: ApiContext) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_JSON_BYTES)
     app.on_response_prepare.append(drop_server_header)
     app[CTX] = ctx
-    app[AUTHENTICATOR] = ApiKeys(ctx.credentials)
+    keys = ApiKeys(ctx.credentials)
+    keys.warn_unscoped()
+    app[AUTHENTICATOR] = keys
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/v1/contacts", submit_contact)

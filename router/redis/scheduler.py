@@ -30,6 +30,7 @@ from router.core import topology
 from router.core.casework import parse_callback_id
 from router.core.casework_service import Casework
 from router.core.clock import Clock, epoch_ms
+from router.core.messages import event_key
 from router.core.ports import Outbound, OutMessage
 from router.core.topology import Names
 from router.redis.keys import Keys
@@ -153,7 +154,8 @@ class Scheduler:
             "reference": json.loads(state.fields.get("contact", "{}")).get("reference"),
         }
         text = json.dumps(body, separators=(",", ":"))
-        await self.outbound.publish(OutMessage(self.names(topology.EVENTS), name, text, body["event_id"]))
+        key = event_key(state.tenant, name)
+        await self.outbound.publish(OutMessage(self.names(topology.EVENTS), key, text, body["event_id"]))
         if phase == "breach":
             await self.outbound.publish(
                 OutMessage(

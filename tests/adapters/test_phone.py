@@ -84,3 +84,15 @@ async def test_an_answered_call_needs_no_team_or_number(stack: Stack) -> None:
         "phone.outcome": "answered",
         "phone.agent": "kcc-002",
     }
+
+
+async def test_the_agent_is_an_id_an_address_or_a_name_is_refused_naming_the_field(stack: Stack) -> None:
+    for agent in ["jan.devries@ommen.nl", "Jan de Vries", "a" * 65]:
+        resp = await stack.client.post(URL, json=note(agent=agent), headers=KEY)
+        assert resp.status == 422
+        assert [f["field"] for f in (await resp.json())["fields"]] == ["agent"]
+        assert agent not in await resp.text()
+    assert stack.recorder.published == []
+    resp = await stack.client.post(URL, json=note(agent="  kcc-017 "), headers=KEY)  # spaces around: trimmed
+    assert resp.status == 202
+    assert stack.recorder.published[0].metadata["phone.agent"] == "kcc-017"

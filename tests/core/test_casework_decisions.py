@@ -68,7 +68,14 @@ def desk(tenant: Tenant, at: datetime = WED_10) -> Desk:
 
 
 def events(change: Change) -> list[str]:
-    return [m.routing_key for m in change.outbox if m.exchange == NAMES(topology.EVENTS)]
+    """The names of the events the change publishes, each keyed `<tenant>.<event>`."""
+    names = []
+    for m in change.outbox:
+        if m.exchange == NAMES(topology.EVENTS):
+            body = json.loads(m.body)
+            assert m.routing_key == f"{body['tenant']}.{body['event']}"
+            names.append(body["event"])
+    return names
 
 
 # -- transfers ----------------------------------------------------------------------------------

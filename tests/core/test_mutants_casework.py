@@ -57,11 +57,11 @@ def desk(tenant: Tenant = OMMEN, at: datetime = WED_10) -> Desk:
 
 
 def event(m: OutMessage) -> dict[str, Any]:
-    """An event's payload without its random id (checked against the message id)."""
+    """An event's payload without its random id (checked against the message id); keyed by tenant."""
     assert m.exchange == EVENTS
     body = json.loads(m.body)
     assert body.pop("event_id") == m.message_id
-    assert body["event"] == m.routing_key
+    assert m.routing_key == f"{body['tenant']}.{body['event']}"
     return dict(body)
 
 
@@ -237,7 +237,13 @@ def test_a_transfer_writes_exactly_this_change_and_answer() -> None:
     state = routed(contact())
     now = WED_10 + timedelta(hours=1)
     change, result = casework.transfer(
-        state, desk(at=now), to_team="burgerzaken", note="paspoort", agent="a1"
+        state,
+        desk(at=now),
+        to_team="burgerzaken",
+        note="paspoort",
+        agent="a1",
+        by="ommen-kcc",
+        agent_name="Jan de Vries",
     )
     assert result == {
         "id": state.cid,
@@ -268,6 +274,8 @@ def test_a_transfer_writes_exactly_this_change_and_answer() -> None:
             "from_team": "kcc",
             "team": "burgerzaken",
             "agent": "a1",
+            "by": "ommen-kcc",
+            "agent_name": "Jan de Vries",  # the display name: in the history, never in an event
             "note": "paspoort",
             "transfers": 1,
         }
@@ -296,6 +304,7 @@ def test_a_transfer_writes_exactly_this_change_and_answer() -> None:
         "from_team": "kcc",
         "team": "burgerzaken",
         "agent": "a1",
+        "by": "ommen-kcc",
         "transfers": 1,
         "counted": True,
     }
@@ -307,7 +316,9 @@ def test_a_transfer_writes_exactly_this_change_and_answer() -> None:
 def test_a_phone_transfer_at_the_limit_becomes_exactly_this_callback_and_refusal() -> None:
     tenant = with_limit(OMMEN, 0)
     state = routed(contact("phone"), tenant)
-    change, result = casework.transfer(state, desk(tenant), to_team="burgerzaken", note=None, agent="a1")
+    change, result = casework.transfer(
+        state, desk(tenant), to_team="burgerzaken", note=None, agent="a1", by="ommen-kcc"
+    )
     assert isinstance(result, CaseError)
     cb = result.body.pop("callback_request")
     assert (result.status, result.body) == (
@@ -331,10 +342,13 @@ def test_a_phone_transfer_at_the_limit_becomes_exactly_this_callback_and_refusal
         "team": "kcc",
         "to_team": "burgerzaken",
         "agent": "a1",
+        "by": "ommen-kcc",
         "transfers": 0,
         "limit": 0,
     }
     assert [h["event"] for h in change.history] == ["transfer.refused", "callback.requested"]
+    assert (change.history[1]["agent"], change.history[1]["by"]) == ("a1", "ommen-kcc")
+    assert (event(change.outbox[-2])["agent"], event(change.outbox[-2])["by"]) == ("a1", "ommen-kcc")
     assert event(change.outbox[-1]) == {
         "event": "transfer.refused",
         "at": WED_10.isoformat(),
@@ -343,6 +357,7 @@ def test_a_phone_transfer_at_the_limit_becomes_exactly_this_callback_and_refusal
         "team": "kcc",
         "to_team": "burgerzaken",
         "agent": "a1",
+        "by": "ommen-kcc",
         "transfers": 0,
         "limit": 0,
         "callback_id": cb["id"],
@@ -390,6 +405,7 @@ def test_a_written_contact_past_the_limit_is_reassigned_with_exactly_this_refusa
         "team": "belastingen",
         "to_team": "vergunningen",
         "agent": "a2",
+        "by": None,
         "transfers": 1,
         "limit": 1,
         "moved_to": "kcc",
@@ -432,6 +448,7 @@ def test_a_callback_request_is_exactly_this_record_item_event_entry_and_timers()
         phone="+31201234567",
         preferred_time="ochtend",
         agent="a1",
+        by="ommen-kcc",
     )
     cbid = f"{state.cid}-cb1"
     deadline = OMMEN.deadline("callback", OMMEN.loaded.rules.callback_term(), WED_10)
@@ -462,6 +479,7 @@ def test_a_callback_request_is_exactly_this_record_item_event_entry_and_timers()
             "callback_id": cbid,
             "team": "belastingen",
             "agent": "a1",
+            "by": "ommen-kcc",
             "reason": "bellen",
             "due": "2026-05-19T17:00:00+02:00",
             "origin": "agent",
@@ -486,6 +504,8 @@ def test_a_callback_request_is_exactly_this_record_item_event_entry_and_timers()
         "team": "belastingen",
         "due": "2026-05-19T17:00:00+02:00",
         "origin": "agent",
+        "agent": "a1",
+        "by": "ommen-kcc",
     }
     assert change.listed_add == [("belastingen", cbid, epoch_ms(deadline.due))]
     assert change.timers_add == {
@@ -539,7 +559,7 @@ def test_a_callback_attempt_writes_exactly_this_and_reached_closes_it() -> None:
     cbid = cb["id"]
     later = WED_10 + timedelta(hours=2)
     change, out = casework.record_attempt(
-        state, desk(at=later), cbid, outcome="no_answer", note="n", agent="a2"
+        state, desk(at=later), cbid, outcome="no_answer", note="n", agent="a2", by="ommen-kcc"
     )
     assert change.callbacks == {
         1: {"attempts": "1", "last_outcome": "no_answer", "last_attempt_at": later.isoformat()}
@@ -552,6 +572,7 @@ def test_a_callback_attempt_writes_exactly_this_and_reached_closes_it() -> None:
             "outcome": "no_answer",
             "note": "n",
             "agent": "a2",
+            "by": "ommen-kcc",
             "attempt": 1,
         }
     ]
@@ -565,6 +586,7 @@ def test_a_callback_attempt_writes_exactly_this_and_reached_closes_it() -> None:
         "outcome": "no_answer",
         "attempt": 1,
         "agent": "a2",
+        "by": "ommen-kcc",
         "closed": False,
     }
     assert (change.listed_remove, change.timers_remove) == ([], [])
@@ -623,7 +645,9 @@ def test_a_response_writes_exactly_this_on_time_up_to_the_due_minute(minutes: in
     state = routed(contact())
     due = next(d["due"] for d in state.deadlines() if d["kind"] == "respond")
     at = datetime.fromisoformat(due) + timedelta(minutes=minutes)
-    change, out = casework.record_response(state, desk(at=at), kind="respond", note="n", agent="a")
+    change, out = casework.record_response(
+        state, desk(at=at), kind="respond", note="n", agent="a", by="ommen-kcc"
+    )
     assert out == {"id": state.cid, "kind": "respond", "on_time": on_time, "due": due}
     assert change.fields == {"met:respond": at.isoformat()}
     assert change.history == [
@@ -632,6 +656,7 @@ def test_a_response_writes_exactly_this_on_time_up_to_the_due_minute(minutes: in
             "at": at.isoformat(),
             "kind": "respond",
             "agent": "a",
+            "by": "ommen-kcc",
             "note": "n",
             "due": due,
         }
@@ -644,6 +669,8 @@ def test_a_response_writes_exactly_this_on_time_up_to_the_due_minute(minutes: in
         "kind": "respond",
         "on_time": on_time,
         "due": due,
+        "agent": "a",
+        "by": "ommen-kcc",
     }
     assert change.timers_remove == [f"{state.cid}|respond|warning", f"{state.cid}|respond|breach"]
     assert change.listed_add == [("kcc", state.cid, NO_DEADLINE_SCORE)]
@@ -676,11 +703,17 @@ def test_closing_writes_exactly_this_and_leaves_closed_callbacks_alone() -> None
         state, casework.record_attempt(state, desk(), cb1, outcome="reached", note=None, agent="a")[0]
     )
     later = WED_10 + timedelta(hours=3)
-    change, out = casework.close(state, desk(at=later), resolution="klaar", agent="a3")
+    change, out = casework.close(state, desk(at=later), resolution="klaar", agent="a3", by="ommen-kcc")
     assert out == {"id": state.cid, "status": "closed", "closed_at": later.isoformat()}
     assert change.fields == {"status": "closed", "closed_at": later.isoformat(), "resolution": "klaar"}
     assert change.history == [
-        {"event": "contact.closed", "at": later.isoformat(), "agent": "a3", "resolution": "klaar"}
+        {
+            "event": "contact.closed",
+            "at": later.isoformat(),
+            "agent": "a3",
+            "by": "ommen-kcc",
+            "resolution": "klaar",
+        }
     ]
     assert event(change.outbox[0]) == {
         "event": "contact.closed",
@@ -689,6 +722,7 @@ def test_closing_writes_exactly_this_and_leaves_closed_callbacks_alone() -> None
         "contact_id": state.cid,
         "team": "kcc",
         "agent": "a3",
+        "by": "ommen-kcc",
     }
     assert change.callbacks == {
         2: {"status": "closed", "closed_at": later.isoformat(), "closed_reason": "contact closed"}
@@ -773,3 +807,32 @@ def test_work_items_carry_the_contact_as_its_json_schema_writes_it() -> None:
         state, desk(), team=None, reason="r", phone=None, preferred_time=None, agent="a"
     )
     assert json.loads(asked.outbox[0].body)["contact"] == state.contact().model_dump(mode="json")
+
+
+# -- who acted: an agent id and the credential's name (issue 14) -----------------------------------
+
+
+def test_an_agent_id_is_letters_digits_dots_dashes_and_underscores_up_to_64() -> None:
+    for good in ["a", "kcc-017", "A.b_c-9", "7", "x" * 64]:
+        assert casework.agent_id(good) == good
+    for bad in [None, "", "jan@ommen.nl", "Jan de Vries", "-a", ".a", "_a", "x" * 65, "a\n", "kcc:1", "é"]:
+        assert casework.agent_id(bad) is None, bad
+
+
+def test_an_event_never_carries_an_agent_or_credential_that_is_no_id_nor_a_display_name() -> None:
+    state = routed(contact())
+    change, _ = casework.close(
+        state, desk(), resolution="klaar", agent="jan@ommen.nl", by="Jan de Vries", agent_name="Jan"
+    )
+    # the contact's own history keeps what it was given (personal data belongs in the record) ...
+    assert (change.history[0]["agent"], change.history[0]["by"], change.history[0]["agent_name"]) == (
+        "jan@ommen.nl",
+        "Jan de Vries",
+        "Jan",
+    )
+    # ... its event names no one
+    ev = event(change.outbox[0])
+    assert (ev["agent"], ev["by"]) == (None, None) and "agent_name" not in ev
+    # without a display name the history has none either
+    change, _ = casework.close(state, desk(), resolution="klaar", agent="a1", by="ommen-kcc")
+    assert "agent_name" not in change.history[0]

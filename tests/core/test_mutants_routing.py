@@ -192,14 +192,14 @@ def test_a_routed_mail_publishes_the_team_item_then_received_then_routed() -> No
         },
     }
     common = {"tenant": "ommen", "contact_id": c.cid, "channel": "mail", "at": WED_10.isoformat()}
-    assert (received.exchange, received.routing_key) == (EVENTS, "contact.received")
+    assert (received.exchange, received.routing_key) == (EVENTS, "ommen.contact.received")
     assert {k: v for k, v in body_of(received).items() if k != "event_id"} == {
         "event": "contact.received",
         "received_at": WED_10.isoformat(),
         **common,
     }
     assert body_of(received)["event_id"] == received.message_id
-    assert (routed.exchange, routed.routing_key) == (EVENTS, "contact.routed")
+    assert (routed.exchange, routed.routing_key) == (EVENTS, "ommen.contact.routed")
     assert {k: v for k, v in body_of(routed).items() if k != "event_id"} == {
         "event": "contact.routed",
         "team": r.decision.team,
@@ -250,7 +250,11 @@ def test_a_phone_note_answered_is_closed_unlisted_and_publishes_no_team_item() -
     assert (s.final_status, s.team_score_ms, s.timers) == ("closed", None, [])
     assert s.fields["status"] == "routing"  # final once the broker has the events (Store.commit)
     assert (s.fields["resolution"], s.fields["closed_at"]) == ("answered on the phone", WED_10.isoformat())
-    assert [m.routing_key for m in r.messages] == ["contact.received", "contact.routed", "contact.closed"]
+    assert [m.routing_key for m in r.messages] == [
+        "ommen.contact.received",
+        "ommen.contact.routed",
+        "ommen.contact.closed",
+    ]
     assert [json.loads(h)["event"] for h in s.history] == ["contact.routed", "contact.closed"]
 
 
@@ -284,9 +288,9 @@ def test_a_phone_note_transferred_moves_it_and_the_item_goes_to_the_new_team_onl
     assert [m.routing_key for m in teams] == ["ommen.burgerzaken"]
     assert body_of(teams[0])["routing"]["transfers"] == 1
     assert [m.routing_key for m in r.messages if m.exchange == EVENTS] == [
-        "contact.received",
-        "contact.routed",
-        "contact.transferred",
+        "ommen.contact.received",
+        "ommen.contact.routed",
+        "ommen.contact.transferred",
     ]
     # the work-list entry for the team it left is not staged: the contact was never listed there
     assert r.staged.listed == []
@@ -420,7 +424,7 @@ def test_a_reply_joins_its_target_with_exactly_these_fields_and_messages() -> No
         "contact": json.loads(c.model_dump_json()),
         "routing": {"team": "burgerzaken", "follow_up_of": target, "rule": "follow-up"},
     }
-    assert (event.exchange, event.routing_key) == (EVENTS, "contact.reply")
+    assert (event.exchange, event.routing_key) == (EVENTS, "ommen.contact.reply")
     assert {k: v for k, v in body_of(event).items() if k != "event_id"} == {
         "event": "contact.reply",
         "at": now.isoformat(),
@@ -486,3 +490,14 @@ def test_a_phone_note_transferred_past_the_limit_says_callback_requested() -> No
         "kcc",
         "burgerzaken",
     )
+
+
+def test_a_phone_note_whose_agent_is_no_id_names_no_agent_in_its_events() -> None:
+    # Published to `contacts` directly, past the phone adapter (which refuses it): free text stays in
+    # the contact's record, and no event carries it.
+    note = phone(**{"phone.outcome": "answered", "phone.agent": "jan@ommen.nl"})
+    r = route(note, TENANTS["ommen"], NAMES, WED_10, "t")
+    closed = body_of([m for m in r.messages if m.exchange == EVENTS][-1])
+    assert (closed["event"], closed["agent"], closed["by"]) == ("contact.closed", None, None)
+    assert json.loads(r.staged.history[1])["agent"] == "jan@ommen.nl"
+    assert all("jan@ommen.nl" not in m.body for m in r.messages if m.exchange == EVENTS)
