@@ -31,10 +31,13 @@ from router.amqp import declare as amqp_declare
 from router.amqp.consumer import AmqpRouter
 from router.amqp.outbound import AmqpOutbound
 from router.amqp.publisher import AmqpContactPublisher
+from router.amqp.scrub import QueuePersonalData
 from router.core.casework_service import Casework
 from router.core.clock import Clock, SystemClock
+from router.core.erasure import PeriodicPurge, Privacy
 from router.core.pipeline import RoutingCore
-from router.core.ports import Outbound, Store, StoreUnavailable
+from router.core.ports import Outbound, PersonalData, Store, StoreUnavailable
+from router.core.retention import RetentionPolicy
 from router.core.tenants import Tenant
 from router.core.tenants import load as load_tenants
 from router.core.topology import Names
@@ -43,6 +46,7 @@ from router.embedded.store import memory_redis
 from router.http.app import ApiContext, create_app
 from router.redis.casestore import RedisCaseStore
 from router.redis.keys import Keys
+from router.redis.privacy import RedisPersonalData, RedisRunLock
 from router.redis.ratelimit import RedisRateLimiter
 from router.redis.scheduler import Scheduler
 from router.redis.store import RedisStore, redis_client
@@ -148,6 +152,10 @@ class Runtime:
     router: AmqpRouter | MemoryRouter | None = None
     scheduler: Scheduler | None = None
     broker: MemoryBroker | None = None
+    # Retention and erasure over Redis and the queues (not in the embedded mode), and its periodic run
+    # in a router process.
+    privacy: Privacy | None = None
+    purge: PeriodicPurge | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @property
@@ -194,6 +202,8 @@ class Runtime:
             self.router.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.purge is not None:
+            self.purge.stop()
         for task in self.tasks:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(task, 30)
@@ -260,6 +270,9 @@ async def build(
     outbound = AmqpOutbound(settings.amqp_url)
     casework = Casework(RedisCaseStore(client, keys), names, tenants, clock, outbound)
     runtime = Runtime(settings, tenants, store, publisher, clock, False, outbound=outbound, casework=casework)
+    runtime.privacy = privacy_for(settings, tenants, client, keys, clock)
+    if with_router:
+        runtime.purge = PeriodicPurge(runtime.privacy, RedisRunLock(client, keys.purge_lock()))
     if with_scheduler:
         runtime.scheduler = Scheduler(client, keys, names, casework, outbound, clock)
     if with_router:
@@ -280,6 +293,21 @@ async def build(
             lease_ms=settings.claim_lease_ms,
         )
     return runtime
+
+
+def privacy_for(
+    settings: Settings, tenants: dict[str, Tenant], client: aioredis.Redis, keys: Keys, clock: Clock
+) -> Privacy:
+    """Retention and erasure over every store of this deployment that keeps residents' data, the state
+    store first (once its timers and outbox are gone nothing publishes about a contact), then the queues.
+    A store added later (a PostgreSQL history) joins by implementing `PersonalData` and being listed here."""
+    teams = teams_by_tenant(tenants)
+    policy = RetentionPolicy({t: tenant.loaded.rules.retention for t, tenant in tenants.items()})
+    stores: list[PersonalData] = [
+        RedisPersonalData(client, keys, teams),
+        QueuePersonalData(settings.amqp_url, Names(settings.namespace), teams),
+    ]
+    return Privacy(stores, policy, clock)
 
 
 def keys_for(settings: Settings, *, embedded: bool, warn: bool = True) -> Keys:
@@ -325,6 +353,8 @@ async def start(runtime: Runtime) -> None:
         runtime.tasks.append(asyncio.create_task(runtime.router.run(), name="router"))
     if runtime.scheduler is not None:
         runtime.tasks.append(asyncio.create_task(runtime.scheduler.run(), name="scheduler"))
+    if runtime.purge is not None:
+        runtime.tasks.append(asyncio.create_task(runtime.purge.run(), name="purge"))
 
 
 async def run_http(runtime: Runtime, stop: asyncio.Event, adapters: AdapterContext | None = None) -> None:

@@ -4,17 +4,23 @@ Implementations live beside the core, each the only place that touches its clien
 `router.redis` (state store, case store), `router.amqp` (transactions, confirmed publishing),
 `router.embedded` (in-process broker; the store is the Redis code on an in-memory Redis).
 The same behaviour tests run against the embedded and the real implementations.
+
+`PersonalData` is the port of retention and erasure (`router.core.erasure`): every store that keeps
+something of a resident implements it (`router.redis.privacy`, `router.amqp.scrub`), and a store added
+later (a PostgreSQL history) joins the purge and the erasure by implementing it too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from router.core.casework import CaseState, Change
 from router.core.clock import Clock
 from router.core.messages import OutMessage
+from router.core.retention import RetentionPolicy
 
 __all__ = [
     "CaseStore",
@@ -25,10 +31,14 @@ __all__ = [
     "Join",
     "OutMessage",
     "Outbound",
+    "PersonalData",
+    "Removal",
     "Repair",
+    "RunLock",
     "Staged",
     "Store",
     "StoreUnavailable",
+    "Subject",
     "Tx",
 ]
 
@@ -206,3 +216,71 @@ class CaseStore(Protocol):
     ) -> list[tuple[str, float, dict[str, str]]]:
         """A team's work list in order: (member, score, fields of the contact or callback request)."""
         ...
+
+
+# -- retention and erasure ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Whose data an erasure removes: contacts of one tenant named by any of these. E-mail addresses are
+    lower-cased and phone numbers E.164 (`router.core.erasure.subject` normalises them); `contact_ids`
+    grows as the stores find the contacts (`PersonalData.find`)."""
+
+    tenant: str
+    references: frozenset[str] = frozenset()
+    emails: frozenset[str] = frozenset()
+    phones: frozenset[str] = frozenset()
+    contact_ids: frozenset[str] = frozenset()
+
+    def is_empty(self) -> bool:
+        return not (self.references or self.emails or self.phones or self.contact_ids)
+
+
+@dataclass
+class Removal:
+    """What one store removed (or, in a dry run, would remove): ids and counts, never personal data."""
+
+    store: str
+    # Contacts whose data this store removed.
+    contact_ids: set[str] = field(default_factory=set)
+    # What was removed, how many: e.g. {"contacts": 2, "keys": 11} or {"team messages": 1}.
+    counts: dict[str, int] = field(default_factory=dict)
+    # Ids of removed messages that name no contact (dead letters), as `contact-router dlq list` shows.
+    message_ids: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def add(self, what: str, n: int = 1) -> None:
+        if n:
+            self.counts[what] = self.counts.get(what, 0) + n
+
+
+class PersonalData(Protocol):
+    """A store that keeps residents' data. It joins the purge (what is past the tenant's retention) and
+    the erasure (one resident, AVG art. 17) by implementing this; `router.core.erasure.Privacy` runs
+    every store in turn."""
+
+    name: str
+
+    async def find(self, subject: Subject) -> set[str]:
+        """Ids of the subject's contacts this store can name (an index by reference, address, number)."""
+        ...
+
+    async def erase(self, subject: Subject) -> Removal:
+        """Remove everything of the subject's contacts (`subject.contact_ids`, as every store found them)
+        and whatever else matches the subject's identifiers."""
+        ...
+
+    async def purge(self, policy: RetentionPolicy, now: datetime, *, dry_run: bool) -> Removal:
+        """Remove what is past its tenant's term at `now`; with `dry_run`, only say what that would be."""
+        ...
+
+
+class RunLock(Protocol):
+    """One holder at a time across processes (the periodic purge of several routers)."""
+
+    async def acquire(self, ttl_ms: int) -> str | None:
+        """A token when this caller holds the lock now (until released or `ttl_ms` passed); else None."""
+        ...
+
+    async def release(self, token: str) -> None: ...

@@ -1,6 +1,7 @@
 """Per-municipality rules files (rules/<tenant>.yaml): schema, loading and `file:line` errors.
 
-A rules file holds the tenant's teams, routing rules, transfer limit, calendar and service norms.
+A rules file holds the tenant's teams, routing rules, transfer limit, calendar, service norms and
+retention (`router.core.retention`).
 Files are validated at start-up; a bad file is refused with the file, the line and the reason.
 """
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from router.core.calendar.norms import NormTable
 from router.core.calendar.terms import Term
 from router.core.calendar.workdays import CalendarSpec
+from router.core.retention import Retention
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
 OneOrMany = Annotated[list[str], Field(min_length=1)]
@@ -89,6 +91,8 @@ class TenantRules(_Model):
         default_factory=lambda: CalendarSpec.model_validate({"office_hours": _WEEKDAYS})
     )
     norms: NormTable = NormTable(())
+    # How long closed contacts and dead letters are kept; without it 12 months and 30 days.
+    retention: Retention = Retention()
 
     @model_validator(mode="after")
     def _teams_exist(self) -> TenantRules:

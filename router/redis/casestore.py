@@ -2,13 +2,15 @@
 
 A change is applied by one Lua script over the contact's keys (one hash slot), only if the contact's
 version is the one the decision was taken on; the work lists and timers follow in a second pipeline
-(idempotent: set members with scores).
+(idempotent: set members with scores). A close also puts the contact in the tenant's closed index, where
+the purge finds it (router/redis/privacy.py).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -16,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.core.casework import CaseState, Change, parse_callback_id
+from router.core.clock import epoch_ms
 from router.core.messages import OutMessage
 from router.core.ports import StoreUnavailable
 from router.redis.keys import Keys
@@ -103,6 +106,11 @@ class RedisCaseStore:
                 await self._apply(keys=keys, args=args, client=pipe)
                 if change.outbox:
                     pipe.zadd(self.keys.outbox_pending(), {state.cid: int(time.time() * 1000)})
+                if change.fields.get("status") == "closed" and (closed_at := change.fields.get("closed_at")):
+                    # In the same round trip as the change, so that no closed contact escapes the purge;
+                    # an entry for a change that lost its race is dropped by the purge, which re-reads.
+                    score = epoch_ms(datetime.fromisoformat(closed_at))
+                    pipe.zadd(self.keys.closed(state.tenant), {state.cid: score})
                 result = (await pipe.execute())[0]
             if int(result) < 0:
                 return False

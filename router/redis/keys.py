@@ -90,3 +90,28 @@ class Keys:
     def timer_claims(self) -> str:
         """Timers being fired, scored by when the claim lapses (wall-clock ms). Same slot as timers()."""
         return f"{self.prefix}{{timers}}:claimed"
+
+    # -- retention and erasure (router/redis/privacy.py) ----------------------------------------------
+
+    def closed(self, tenant: str) -> str:
+        """Sorted set of a tenant's closed contact ids, scored by when each was closed (epoch ms): where
+        the purge finds what is past its term. Entries of reopened contacts are dropped when found."""
+        return f"{self.prefix}closed:{{{tenant}}}"
+
+    def resident(self, tenant: str, kind: str, value: str) -> str:
+        """Set of the contact ids of one resident of a tenant, by `kind` 'email' (a lower-cased address)
+        or 'phone' (E.164); the value as a keyed hash, never in the name as it is."""
+        return f"{self.prefix}resident:{{{tenant}}}:{kind}:{self.hashed('resident', tenant, kind, value)}"
+
+    def purge_pending(self) -> str:
+        """Hash: contact id -> what is left to remove after its own keys were deleted (index entries,
+        thread and reference keys), so that a purge or erasure stopped half-way is finished later."""
+        return f"{self.prefix}purge:pending"
+
+    def purge_lock(self) -> str:
+        """Lock: one process at a time runs the periodic purge."""
+        return f"{self.prefix}purge:lock"
+
+    def timer_claim_dues(self) -> str:
+        """Hash: the due time of each claimed timer (router/redis/scheduler.py). Same slot as timers()."""
+        return f"{self.timer_claims()}:due"

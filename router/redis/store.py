@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -12,8 +13,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from router.core.clock import epoch_ms
+from router.core.erasure import identities_of_json
+from router.core.messages import dumps
 from router.core.ports import ClaimStatus, ContactRecord, Staged, StoreUnavailable
 from router.redis.keys import Keys
+
+# Field of a contact's hash: the names of the keys written for the contact outside its own hash slot
+# (reference, threads, resident index), JSON {"strings": [...], "sets": [...]}; router/redis/privacy.py.
+INDEX_KEYS = "index_keys"
 
 # KEYS[1] contact hash, KEYS[2..] callback hashes of the contact (same slot). ARGV: token, lease_ms,
 # then a counted group of field/value pairs for each key.
@@ -177,9 +185,12 @@ class RedisStore:
                     )
                 for team, member, score in item.listed:
                     lists.setdefault(self.keys.team_items(item.tenant, team), {})[member] = score
-                pipe.set(self.keys.reference(item.reference), item.cid)
-                for message_id in item.thread_ids:
-                    pipe.set(self.keys.thread(item.tenant, message_id), item.thread_target or item.cid)
+                reference = self.keys.reference(item.reference)
+                pipe.set(reference, item.cid)
+                threads = [self.keys.thread(item.tenant, message_id) for message_id in item.thread_ids]
+                for key in threads:
+                    pipe.set(key, item.thread_target or item.cid)
+                self._index_for_erasure(pipe, item, [reference, *threads])
                 timers.update(item.timers)
                 if item.join is not None:
                     j = item.join
@@ -197,6 +208,21 @@ class RedisStore:
             await self._execute(fill)
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+    def _index_for_erasure(self, pipe: Any, item: Staged, strings: list[str]) -> None:
+        """What retention and erasure need (router/redis/privacy.py): the contact in its resident's
+        index by address and number (keyed hashes), a contact closed at once (a phone note answered) in
+        the tenant's closed index, and in the contact's hash the names of the keys written for it, so
+        they can be removed later even when the key secret or the key scheme changed meanwhile."""
+        residents = [
+            self.keys.resident(item.tenant, kind, value)
+            for kind, value in identities_of_json(item.fields.get("contact"))
+        ]
+        for key in residents:
+            pipe.sadd(key, item.cid)
+        if item.final_status == "closed" and (closed_at := item.fields.get("closed_at")):
+            pipe.zadd(self.keys.closed(item.tenant), {item.cid: epoch_ms(datetime.fromisoformat(closed_at))})
+        pipe.hset(self.keys.contact(item.cid), INDEX_KEYS, dumps({"strings": strings, "sets": residents}))
 
     async def commit(self, items: list[Staged]) -> None:
         if not items:
