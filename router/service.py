@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import aio_pika
+import aiormq
 import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -91,6 +92,13 @@ async def _until_reachable(what: str, attempt: Callable[[], Awaitable[None]], wi
         try:
             await attempt()
             return
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            # Reachable, but a queue exists with other arguments: waiting will not change that.
+            raise RuntimeError(
+                f"the broker refused the topology: {exc.args[0] if exc.args else exc}. A queue exists "
+                "with other arguments than this version declares; DELIVERY_LIMIT became 20 (it was 5): "
+                "set DELIVERY_LIMIT to the queue's value, or re-create the queue (CHANGELOG.md)"
+            ) from exc
         except (OSError, aio_pika.exceptions.AMQPException, ConnectionError, RedisError) as exc:
             left = deadline - loop.time()
             if left <= 0:

@@ -4,16 +4,20 @@ choose the embedded mode by itself. A Redis that keeps nothing on disk is report
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
+import uuid
 from typing import Any
 
 import pytest
 import structlog
 
-from router.service import _report_durability
+from router.core.tenants import Tenant
+from router.service import _report_durability, declare_topology
+from router.settings import Settings
 from tests.conftest import AMQP_URL, REDIS_URL, ROOT
 
 # Ports nothing listens on (refused at once).
@@ -73,6 +77,63 @@ def test_the_quick_start_alone_falls_back_to_the_embedded_mode() -> None:
     done, _ = start("serve", "--demo", "--once", amqp=AMQP_DOWN, redis=REDIS_DOWN)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "EMBEDDED MODE" in done.stderr
+
+
+def test_an_api_that_cannot_listen_ends_the_process(servers: None) -> None:
+    """A taken port: the process says why and exits non-zero instead of running without its API."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "AMQP_URL": AMQP_URL,
+            "REDIS_URL": REDIS_URL,
+            "LOG_FORMAT": "json",
+            "NAMESPACE": f"t{uuid.uuid4().hex[:10]}.",
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "router.cli", "api", "--port", str(port)],
+            cwd=ROOT,
+            env={**env, "HTTP_PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert '"event": "http_server_failed"' in done.stderr and "OSError" in done.stderr
+
+
+async def test_a_queue_declared_with_other_arguments_stops_the_start_at_once(
+    settings: Settings, tenants: dict[str, Tenant]
+) -> None:
+    """An upgrade that meets the old delivery limit on router.contacts: no waiting for a broker that
+    answers, but the reason and what to do."""
+    await declare_topology(settings.model_copy(update={"delivery_limit": 5}), tenants)
+    env = {
+        **os.environ,
+        "AMQP_URL": AMQP_URL,
+        "REDIS_URL": REDIS_URL,
+        "LOG_FORMAT": "json",
+        "NAMESPACE": settings.namespace,
+        "RULES_DIR": str(settings.rules_dir),
+        "STARTUP_TIMEOUT": "30",
+    }
+    began = time.monotonic()
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "router.cli", "router"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert time.monotonic() - began < 20
+    assert "inequivalent arg 'x-delivery-limit'" in done.stderr and "set DELIVERY_LIMIT" in done.stderr
 
 
 async def test_a_redis_that_keeps_nothing_on_disk_is_reported(redis_client: Any) -> None:

@@ -96,6 +96,17 @@ async def serve(
     if adapter_ctx is not None:
         await start_adapters(adapter_ctx)
     http = asyncio.create_task(run_http(runtime, stop, adapter_ctx)) if with_api else None
+    http_failed: list[BaseException] = []
+
+    def http_ended(task: asyncio.Task[None]) -> None:
+        # A server that cannot listen (the port is taken) or dies must end the process, never leave it
+        # running without its API.
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            http_failed.append(exc)
+            stop.set()
+
+    if http is not None:
+        http.add_done_callback(http_ended)
     code = 0
     try:
         if demo:
@@ -119,6 +130,12 @@ async def serve(
         if http is not None:
             with contextlib.suppress(Exception):
                 await http
+        if http_failed:
+            failure = http_failed[0]
+            log.error(
+                "http_server_failed", error=type(failure).__name__, errno=getattr(failure, "errno", None)
+            )
+            code = 1
         if adapter_ctx is not None:
             # Before the runtime closes: acknowledgements in flight still need the broker and the store.
             await stop_adapters(adapter_ctx)
