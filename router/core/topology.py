@@ -13,7 +13,7 @@ ROUTER_QUEUE = "router.contacts"
 DEAD = "router.dead"  # exchange and queue: contacts the router could not process, with a reason
 UNROUTABLE = "router.unroutable"  # alternate exchange and queue of `teams`: nothing is silently dropped
 TEAMS = "teams"  # topic exchange, key <tenant>.<team>
-EVENTS = "events"  # topic exchange, key = event name (contact.routed, ...)
+EVENTS = "events"  # topic exchange, key <tenant>.<event> (ommen.contact.routed, ...)
 ESCALATIONS = "escalations"  # topic exchange, key <tenant>; queue escalations.<tenant>
 
 # Headers the service sets.
