@@ -26,6 +26,7 @@ from tests.test_routing_e2e import contact_json, publish_raw, wait_routed
 
 # Personal data in the test bodies: none of it may appear in `dlq list`.
 NAME, EMAIL = "Johanna Verbeek-Smit", "j.verbeek@example.nl"
+UNKNOWN_TENANT = "unknown tenant: no rules for the contact's tenant"
 
 
 class Cli:
@@ -99,7 +100,7 @@ async def test_list_shows_id_reason_key_size_and_age_but_never_a_body(
     code, out, _ = await cli("list")
     assert code == 0
     assert NAME not in out and EMAIL not in out and "vriendelijke" not in out
-    assert "unknown tenant 'zwolle'" in out and "malformed JSON" in out
+    assert "unknown tenant: no rules" in out and "malformed JSON" in out
     assert "zwolle.mail" in out and "ommen.webform" in out
     assert "2 dead letter(s)" in out
 
@@ -108,11 +109,30 @@ async def test_list_shows_id_reason_key_size_and_age_but_never_a_body(
     assert NAME not in out and EMAIL not in out
     by_key = {r["routing_key"]: r for r in rows}
     assert by_key["zwolle.mail"]["size"] == len(unknown)
-    assert by_key["zwolle.mail"]["reason"] == "unknown tenant 'zwolle'"
+    assert by_key["zwolle.mail"]["reason"] == UNKNOWN_TENANT
     assert by_key["zwolle.mail"]["age"].endswith("s")  # seconds old: the router stamps dead letters
     assert set(rows[0]) == {"id", "reason", "routing_key", "size", "age", "dead_at"}
     # Listing leaves the queue as it was.
     await dead_count(amqp, names, 2)
+
+
+async def test_an_adapters_dead_letter_carries_its_age(
+    runtime: Runtime, amqp: aio_pika.abc.AbstractConnection, cli: Cli
+) -> None:
+    """Dead letters of the adapters (unparseable mail, say) are dated at the source like the router's,
+    so `dlq list` shows their age and the retention purge knows when their term ends."""
+    from router.amqp.publisher import AmqpContactPublisher
+
+    publisher = AmqpContactPublisher(runtime.settings.amqp_url, runtime.names)
+    try:
+        await publisher.dead_letter(b"not a mail", "unparseable mail", routing_key="ommen.mail")
+    finally:
+        await publisher.close()
+    await dead_count(amqp, runtime.names, 1)
+    code, out, _ = await cli("list", "--json")
+    assert code == 0
+    [row] = json.loads(out)
+    assert row["dead_at"] is not None and row["age"].endswith("s"), row
 
 
 async def test_show_prints_one_body_on_request_and_says_when_the_id_is_unknown(
@@ -126,7 +146,7 @@ async def test_show_prints_one_body_on_request_and_says_when_the_id_is_unknown(
 
     code, out, _ = await cli("show", ident)
     assert code == 0
-    assert NAME in out and "unknown tenant 'zwolle'" in out and "personal data" in out
+    assert NAME in out and UNKNOWN_TENANT in out and "personal data" in out
     code, out, _ = await cli("show", ident, "--json")
     shown = json.loads(out)
     assert shown["body"]["sender"]["email"] == EMAIL
@@ -165,7 +185,7 @@ async def test_replay_after_a_fix_routes_once_even_when_replayed_twice(
         await rt.close()
     code, out, _ = await cli("list", "--json")
     rows = json.loads(out)
-    assert [r["reason"] for r in rows] == ["unknown tenant 'coevorden'"] * 2
+    assert [r["reason"] for r in rows] == [UNKNOWN_TENANT] * 2
     first = rows[0]["id"]
     _, shown, _ = await cli("show", first, "--json")
     kept = json.loads(shown)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import aio_pika
 
@@ -41,6 +42,8 @@ def dead_letter_message(body: bytes, reason: str, routing_key: str) -> aio_pika.
         body,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=str(uuid.uuid4()),
+        # When it died: `dlq list` shows the age, and the retention purge removes it after its term.
+        timestamp=datetime.now(UTC),
         headers={
             topology.H_DEAD_REASON: reason[:MAX_REASON_CHARS],
             topology.H_ORIGINAL_KEY: routing_key,
