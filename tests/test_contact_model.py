@@ -20,7 +20,15 @@ from adapters.kit.base import Inbound
 from adapters.kit.testing import START, AdapterCase
 from adapters.mail import MailAdapter
 from router.cli.schema import SCHEMA_PATH, render
-from router.core.contact import SCHEMA_VERSION, Contact, contact_id, field_errors, find_reference, json_schema
+from router.core.contact import (
+    SCHEMA_VERSION,
+    Contact,
+    contact_id,
+    field_errors,
+    find_reference,
+    json_schema,
+    summarise_errors,
+)
 from router.core.samples import sample_contacts
 from router.core.tenants import Tenant
 from tests.adapters.mails import resident_mail
@@ -86,13 +94,45 @@ def test_a_foreign_id_is_refused() -> None:
         ({"source": {"adapter": "smtp"}}, "source.native_id"),
         ({"attachments": [{"filename": "a.pdf", "size": -1}]}, "attachments.0.size"),
         ({"confidential": "misschien"}, "confidential"),
-        ({"unknown": 1}, "unknown"),
+        # A key not in the schema is the sender's word: the error names the object that has it.
+        ({"unknown": 1}, "(body)"),
+        ({"sender": {"bsn": "111222333"}}, "sender"),
+        # Metadata keys are the sender's: an entry is named by its position.
+        ({"metadata": {"Jan Jansen": "x" * 2001}}, "metadata"),
     ],
 )
 def test_validation_error_names_the_field(patch: dict[str, object], field: str) -> None:
     with pytest.raises(ValidationError) as info:
         Contact.model_validate({**BASE, **patch})
     assert field in [e["field"] for e in field_errors(info.value)]
+
+
+def test_errors_quote_no_value_and_no_key_of_the_sender() -> None:
+    planted = ("111222333", "j.jansen@example.nl", "+31612345678", "Jan Jansen", "NL91ABNA0417164300")
+    bad = {
+        **BASE,
+        "111222333": "x",
+        "sender": {"email": "j.jansen@example.nl@", "phone": "+31612345678" * 5, "Jan Jansen": 1},
+        "metadata": {"NL91ABNA0417164300": "Jan Jansen" * 300, "+31612345678": 5, "k" * 101: "v"},
+        "language": "Jan Jansen",
+    }
+    with pytest.raises(ValidationError) as info:
+        Contact.model_validate(bad)
+    errors = field_errors(info.value)
+    assert {e["field"] for e in errors} == {
+        "(body)",
+        "sender",
+        "sender.email",
+        "sender.phone",
+        "metadata",
+        "language",
+    }
+    [meta] = [e["message"] for e in errors if e["field"] == "metadata"]
+    assert "entry 1: the value" in meta and "entry 2: the value" in meta and "entry 3: the key" in meta
+    text = json.dumps(errors) + summarise_errors(info.value)
+    assert not [p for p in planted if p in text], text
+    # pydantic's own rendering leaves the values out too (hide_input_in_errors)
+    assert "input_value" not in str(info.value) and "Jan JansenJan Jansen" not in str(info.value)
 
 
 def test_nul_bytes_in_text_are_refused() -> None:

@@ -35,7 +35,7 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True)]
 
 # 1. The native format, validated: every bad field is reported by name.
 class Visit(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     visit_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,100}$")]
     desk: Annotated[Text, StringConstraints(min_length=1, max_length=50)]

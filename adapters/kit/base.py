@@ -58,7 +58,11 @@ class Rejected(Exception):
 
 
 class DeadLetter(Exception):
-    """Input taken from the sender that cannot become a contact; it goes to `router.dead` with `reason`."""
+    """Input taken from the sender that cannot become a contact; it goes to `router.dead` with `reason`.
+
+    `reason` is logged (`input_dead_lettered`), kept in the header `x-dead-reason` and shown by
+    `contact-router dlq list`: name fields and say what is wrong in fixed words, never quote the input
+    (a header's value, a key, an address). The input itself is the dead letter's body."""
 
     def __init__(self, reason: str, *, tenant: str | None = None):
         super().__init__(reason)
@@ -141,6 +145,7 @@ async def submit(adapter: ChannelAdapter, inbound: Inbound, ctx: AdapterContext)
             contacts = adapter.translate(inbound, ctx)
         except ValidationError as exc:
             # A contact the model refuses is the adapter's mistake, not the sender's: keep the input.
+            # summarise_errors names fields only; the exception's own text would quote the sender's keys.
             raise DeadLetter(f"invalid contact: {summarise_errors(exc)}", tenant=inbound.tenant) from exc
     except DeadLetter as dead:
         await ctx.dead_letters.dead_letter(

@@ -33,6 +33,10 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+# RFC 3834's values of Auto-Submitted besides "no" (auto-notified: RFC 5436).
+_AUTO_SUBMITTED = frozenset({"auto-generated", "auto-replied", "auto-notified"})
+
+
 class MalformedMail(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -52,7 +56,7 @@ class ParsedMail:
     attachments: list[Attachment] = field(default_factory=list)
     attachments_omitted: int = 0
     attachments_over_limit: int = 0
-    automatic: str | None = None  # why this is an automatic mail (auto-reply, bounce, list mail)
+    automatic: str | None = None  # why this is an automatic mail (fixed words: it becomes a reason)
     suppress_ack: bool = False  # the sender asked for no automatic answers
     header_recipients: list[str] = field(default_factory=list)
 
@@ -227,8 +231,10 @@ def _sender(msg: Message) -> tuple[Sender | None, bool, str]:
 def _automatic(msg: Message, leaves: list[Message], sender: str, envelope_from: str | None) -> str | None:
     """Why this mail was sent by a machine (RFC 3834 and common practice), or None."""
     auto = header(msg, "auto-submitted")
-    if auto and auto.split(";")[0].strip().lower() != "no":
-        return f"Auto-Submitted: {auto.split(';')[0].strip().lower()[:40]}"
+    if auto and (keyword := auto.split(";")[0].strip().lower()) != "no":
+        # The reason is logged and shown by `dlq list`: RFC 3834's keywords by name, any other value
+        # (the sender wrote it, it may be anything) is not quoted.
+        return f"Auto-Submitted: {keyword if keyword in _AUTO_SUBMITTED else 'a value other than no'}"
     precedence = (header(msg, "precedence") or "").lower()
     if precedence in ("bulk", "junk", "list", "auto_reply"):
         return f"Precedence: {precedence}"

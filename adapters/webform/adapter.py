@@ -58,7 +58,7 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True)]
 
 
 class WebformSubmission(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     message: Annotated[Text, StringConstraints(min_length=1, max_length=10_000)]
     name: Annotated[Text, StringConstraints(max_length=200)] | None = None

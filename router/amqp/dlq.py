@@ -19,7 +19,6 @@ does, because an operator asked for exactly that message.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ import aiormq
 from aio_pika.abc import AbstractIncomingMessage
 
 from router.core import topology
+from router.core.redact import dead_letter_id
 from router.core.topology import Names
 
 # Headers that describe the dead-lettering itself; a replayed message leaves them behind.
@@ -116,7 +116,8 @@ def parse(message: AbstractIncomingMessage) -> DeadLetter:
     if dead_at is not None and dead_at.tzinfo is None:
         dead_at = dead_at.replace(tzinfo=UTC)
     body = message.body
-    ident = message.message_id or "sha-" + hashlib.sha256(body).hexdigest()[:16]
+    # A publisher's own message id may be anything (an address): only a UUID is shown as it is.
+    ident = dead_letter_id(message.message_id, body)
     return DeadLetter(
         id=ident,
         reason=_text(reason) if reason is not None else "(no reason given)",

@@ -1,6 +1,11 @@
 """`contact-router dlq list | show ID | replay [ID…] [--all]`: inspect and replay dead-lettered contacts.
 
 What dead letters are and why replaying is safe: router/amqp/dlq.py.
+
+`list` prints what is safe to paste into a ticket: the id (a UUID, or a digest of the body), age, size,
+the original routing key when it has the form `<tenant>.<channel>`, and the reason, which names fields
+and never quotes the input (README, "Privacy"). A routing key of another form was chosen by whoever
+published the message and is not printed. Only `show` prints a body.
 """
 
 from __future__ import annotations
@@ -8,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -22,6 +28,21 @@ def _settings() -> Settings:
     return Settings()
 
 
+# `<tenant>.<channel>` (identifiers as the Contact model has them), or `-.<channel>` from an adapter
+# that could not tell the tenant.
+_ROUTING_KEY = re.compile(r"(?:[a-z][a-z0-9_-]{0,39}|-)\.[a-z][a-z0-9_-]{0,39}")
+OTHER_KEY = "(not <tenant>.<channel>)"
+
+
+def shown_key(routing_key: str) -> str:
+    return routing_key if _ROUTING_KEY.fullmatch(routing_key) else OTHER_KEY
+
+
+def summary(d: DeadLetter, now: datetime) -> dict[str, Any]:
+    """What `list` prints of one dead letter."""
+    return {**d.summary(now), "routing_key": shown_key(d.routing_key)}
+
+
 def _print_table(letters: list[DeadLetter], out: TextIO) -> None:
     now = datetime.now(UTC)
     if not letters:
@@ -30,7 +51,8 @@ def _print_table(letters: list[DeadLetter], out: TextIO) -> None:
     print(f"{'ID':<38} {'AGE':>5} {'SIZE':>8}  {'ROUTING KEY':<24} REASON", file=out)
     for d in letters:
         reason = d.reason if len(d.reason) <= 120 else d.reason[:117] + "..."
-        print(f"{d.id:<38} {d.age(now):>5} {d.size:>8}  {d.routing_key:<24} {reason}", file=out)
+        key = shown_key(d.routing_key)
+        print(f"{d.id:<38} {d.age(now):>5} {d.size:>8}  {key:<24} {reason}", file=out)
     print(f"{len(letters)} dead letter(s)", file=out)
 
 
@@ -39,7 +61,7 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
         letters = await dlq.browse(args.limit)
     if args.json:
         now = datetime.now(UTC)
-        print(json.dumps([d.summary(now) for d in letters], indent=2))
+        print(json.dumps([summary(d, now) for d in letters], indent=2))
     else:
         _print_table(letters, sys.stdout)
     return 0

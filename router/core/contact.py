@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 SCHEMA_VERSION = 1
 
@@ -51,6 +52,8 @@ MAX_FUTURE_AT_ENTRY = timedelta(minutes=5)
 MAX_FUTURE_AT_ROUTER = timedelta(hours=1)
 # Metadata that becomes a field of a hop when the router carries out a phone note.
 _HOP_METADATA = {"phone.agent": 500}
+METADATA_KEY_CHARS = 100
+METADATA_VALUE_CHARS = 2000
 
 
 def _no_nul(value: str) -> str:
@@ -60,7 +63,9 @@ def _no_nul(value: str) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    # hide_input_in_errors: str(ValidationError) without `input_value`, which echoes the field's value.
+    # (The locations in it can still hold a sender's keys: log field_errors, never the exception.)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, hide_input_in_errors=True)
 
 
 class Source(_Model):
@@ -122,8 +127,8 @@ class Contact(_Model):
     hops: Annotated[list[Hop], Field(max_length=100)] = []
     metadata: Annotated[
         dict[
-            Annotated[str, StringConstraints(max_length=100)],
-            Annotated[str, StringConstraints(max_length=2000)],
+            Annotated[str, StringConstraints(max_length=METADATA_KEY_CHARS)],
+            Annotated[str, StringConstraints(max_length=METADATA_VALUE_CHARS)],
         ],
         Field(max_length=50),
     ] = {}
@@ -135,6 +140,25 @@ class Contact(_Model):
         if isinstance(data, dict) and "reference" in data:
             data = {k: v for k, v in data.items() if k != "reference"}
         return data
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _entries_by_position(cls, value: Any) -> Any:
+        # Metadata keys are the sender's own words (a key may be a name or a BSN): pydantic's own errors
+        # would put the key into the field path. An entry is named by its position instead.
+        if not isinstance(value, dict):
+            return value  # pydantic says what it expected
+        problems = []
+        for n, (key, item) in enumerate(value.items(), 1):
+            if not isinstance(key, str) or len(key) > METADATA_KEY_CHARS:
+                problems.append(f"entry {n}: the key must be text of at most {METADATA_KEY_CHARS} characters")
+            if not isinstance(item, str) or len(item) > METADATA_VALUE_CHARS:
+                problems.append(
+                    f"entry {n}: the value must be text of at most {METADATA_VALUE_CHARS} characters"
+                )
+        if problems:
+            raise ValueError("; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else ""))
+        return value
 
     @field_validator("metadata")
     @classmethod
@@ -211,12 +235,42 @@ def admission_problems(
     return []
 
 
+# Fields whose keys are the sender's: a path stops at them (Contact.metadata names entries by position).
+_FREE_KEYS = frozenset({"metadata"})
+
+
+def _field_path(err: ErrorDetails) -> str:
+    parts = list(err["loc"])
+    if err["type"] == "extra_forbidden" and parts:
+        parts = parts[:-1]  # the unknown key is the sender's word, not a field of the schema
+    for i, part in enumerate(parts):
+        if part in _FREE_KEYS:
+            parts = parts[: i + 1]
+            break
+    return ".".join(str(p) for p in parts) or "(body)"
+
+
+def _field_message(err: ErrorDetails) -> str:
+    if err["type"] == "extra_forbidden":
+        return "has a field that is not in the schema (extra fields are not permitted)"
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return "does not match any of the expected kinds"  # pydantic's message quotes the given tag
+    message = err["msg"]
+    if message.startswith("value is not a valid email address"):
+        # email-validator's reasons quote the offending characters or the domain
+        return "value is not a valid email address"
+    return message
+
+
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:
-    """Pydantic errors as [{field, message}] with dotted field paths, for API bodies and dead letters."""
-    out = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "(body)"
-        out.append({"field": loc, "message": err["msg"]})
+    """Pydantic errors as [{field, message}], for API bodies, dead letters and logs: dotted paths of the
+    schema's field names and fixed messages, never a value or a key the sender chose (a key not in the
+    schema names its parent; a metadata entry is named by its position, `metadata: entry 3: ...`)."""
+    out: list[dict[str, str]] = []
+    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+        entry = {"field": _field_path(err), "message": _field_message(err)}
+        if entry not in out:
+            out.append(entry)
     return out
 
 

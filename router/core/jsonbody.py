@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 
@@ -22,23 +23,32 @@ class BodyError(ValueError):
         return out
 
 
+# A key that may be a field name of a schema; any other key is the sender's own word (in a contact's
+# metadata, keys are always the sender's), and a path names it by its position instead: `metadata.#2`.
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+_FREE_KEYS = frozenset({"metadata"})
+
+
 def nul_field(data: Any) -> str | None:
-    """Dotted path of the first key or string value holding a NUL character, if any. Iterative, so
-    any depth json.loads accepted is fine. (NUL breaks C-string consumers downstream: refuse it.)"""
-    stack: list[tuple[str, Any]] = [("", data)]
+    """Path of the first key or string value holding a NUL character, if any: field names, positions
+    of other keys (`#n`, from 1) and list indexes, never a key the sender chose. Iterative, so any depth
+    json.loads accepted is fine. (NUL breaks C-string consumers downstream: refuse it.)"""
+    # (path, whether every key below is the sender's, value)
+    stack: list[tuple[str, bool, Any]] = [("", False, data)]
     while stack:
-        path, value = stack.pop()
+        path, free, value = stack.pop()
         if isinstance(value, str):
             if "\x00" in value:
                 return path or "(body)"
         elif isinstance(value, dict):
-            for key, item in value.items():
-                sub = f"{path}.{key}" if path else str(key)
+            for n, (key, item) in enumerate(value.items(), 1):
+                named = not free and "\x00" not in key and _FIELD_NAME.fullmatch(key) is not None
+                sub = ".".join(p for p in (path, key if named else f"#{n}") if p)
                 if "\x00" in key:
-                    return sub.replace("\x00", "\\u0000")
-                stack.append((sub, item))
+                    return sub
+                stack.append((sub, free or key in _FREE_KEYS or not named, item))
         elif isinstance(value, list):
-            stack.extend((f"{path}.{i}" if path else str(i), item) for i, item in enumerate(value))
+            stack.extend((f"{path}.{i}" if path else str(i), free, item) for i, item in enumerate(value))
     return None
 
 

@@ -23,6 +23,7 @@ from router.core.clock import Clock
 from router.core.contact import Contact
 from router.core.messages import OutMessage
 from router.core.ports import Delivery, Staged, Store, Tx
+from router.core.redact import plain_id
 from router.core.routing import Routed
 from router.core.tenants import Tenant
 from router.core.topology import Names
@@ -152,7 +153,9 @@ class RoutingCore:
             try:
                 prepared.append(self.prepare(d, contact, tenant, joins.get(i), token))
             except Exception as exc:  # a bug must not stall the queue: dead-letter with the reason
-                log.exception("prepare_failed", message_id=d.message_id, contact_id=contact.cid)
+                # The traceback's frames and types only (router/logs.py): the message of an exception
+                # raised on the way (a ValidationError, a KeyError) may quote the contact.
+                log.exception("prepare_failed", message_id=plain_id(d.message_id), contact_id=contact.cid)
                 result.dead.append(Dead(d, f"internal error while preparing: {type(exc).__name__}"))
         return prepared
 
@@ -207,6 +210,10 @@ class RoutingCore:
         for p in result.duplicates:
             log.info("duplicate_dropped", contact_id=p.staged.cid, tenant=p.staged.tenant)
         for dead in result.dead:
+            # The reason names fields and fixed texts (routing.parse); a publisher's own message id is
+            # left out (router/core/redact.py).
             log.warning(
-                "contact_dead_lettered", message_id=dead.delivery.message_id, reason=dead.reason[:200]
+                "contact_dead_lettered",
+                message_id=plain_id(dead.delivery.message_id),
+                reason=dead.reason[:200],
             )

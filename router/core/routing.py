@@ -56,7 +56,9 @@ class Routed:
 
 
 def parse(delivery: Delivery, tenants: Mapping[str, Tenant], now: datetime) -> tuple[Contact, Tenant] | str:
-    """The contact and its tenant, or the reason it cannot be routed (names fields, never values)."""
+    """The contact and its tenant, or the reason it cannot be routed: field names of the schema and fixed
+    texts, never a value or a key of the input (the reason is logged, kept in `x-dead-reason` and shown
+    by `dlq list`)."""
     if len(delivery.body) > MAX_BODY_BYTES:
         return f"body too large: {len(delivery.body)} bytes (limit {MAX_BODY_BYTES})"
     try:
@@ -68,7 +70,8 @@ def parse(delivery: Delivery, tenants: Mapping[str, Tenant], now: datetime) -> t
         return f"invalid contact: {summarise_errors(exc)}"
     tenant = tenants.get(contact.tenant)
     if tenant is None:
-        return f"unknown tenant '{contact.tenant}'"
+        # Not the tenant's name: the reason quotes no input, and the routing key says where it came from.
+        return "unknown tenant: no rules for the contact's tenant"
     if problems := admission_problems(contact, now, MAX_FUTURE_AT_ROUTER):
         return "invalid contact: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems)
     return contact, tenant

@@ -123,6 +123,8 @@ def test_more_than_a_hundred_attachments_are_counted_not_listed() -> None:
     [
         ({"Auto-Submitted": "auto-replied"}, None, "Auto-Submitted: auto-replied"),
         ({"Auto-Submitted": "auto-generated; owner-email=x@y"}, None, "Auto-Submitted: auto-generated"),
+        # A value of the sender's own is not quoted: the reason is logged and shown by `dlq list`.
+        ({"Auto-Submitted": "jan@example.nl"}, None, "Auto-Submitted: a value other than no"),
         ({"Precedence": "bulk"}, None, "Precedence: bulk"),
         ({"Precedence": "junk"}, None, "Precedence: junk"),
         ({"Precedence": "list"}, None, "Precedence: list"),

@@ -234,6 +234,15 @@ async def test_a_signed_but_unreadable_payload_is_dead_lettered(stack: Stack) ->
     assert str((dead.headers or {})["x-dead-reason"]).startswith("unexpected webhook payload: entry")
 
 
+async def test_an_unknown_object_is_dead_lettered_without_quoting_it(stack: Stack) -> None:
+    resp = await post(stack, {"object": "j.jansen@example.nl 111222333", "entry": []})
+    assert resp.status == 200
+    [dead] = await stack.dead_letters()
+    assert (dead.headers or {})["x-dead-reason"] == (
+        "unexpected webhook payload: object: not a WhatsApp, Messenger or Instagram webhook object"
+    )
+
+
 def test_elfproef() -> None:
     assert elfproef("111222333") and elfproef("123456782")
     assert not elfproef("123456789") and not elfproef("000000000") and not elfproef("12345678")

@@ -85,7 +85,7 @@ def test_parse_says_why_a_contact_cannot_be_routed() -> None:
         "invalid contact: channel: Field required"
     )
     other = mail(tenant="nergens").model_dump_json().encode()
-    assert parse(delivery(other), TENANTS, WED_10) == "unknown tenant 'nergens'"
+    assert parse(delivery(other), TENANTS, WED_10) == "unknown tenant: no rules for the contact's tenant"
     early = WED_10 - timedelta(hours=2)  # the contact is two hours ahead of this router's clock
     assert parse(delivery(mail().model_dump_json().encode()), TENANTS, early) == (
         "invalid contact: received_at: is more than 60 minutes in the future"
