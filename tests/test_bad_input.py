@@ -495,3 +495,29 @@ def test_corpus_names_are_unique() -> None:
     for corpus in (COMMON + CONTACT_ONLY, RAW):
         names = [c[0] for c in corpus]
         assert len(names) == len(set(names))
+
+
+async def test_an_unexpected_error_is_a_500_whose_log_names_the_route_not_the_path(settings: Any) -> None:
+    """What a caller typed into a path (here an e-mail address) stays out of the log of a 500."""
+    import structlog
+
+    from router.service import build
+
+    rt = await build(settings, with_router=False, embedded="always")
+    app = create_app(rt.api_context())
+
+    async def broken(request: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    app.router.add_get("/v1/broken/{who}", broken)
+    try:
+        async with TestClient(TestServer(app)) as client:
+            with structlog.testing.capture_logs() as logged:
+                resp = await client.get("/v1/broken/jan.jansen@example.nl")
+            assert resp.status == 500
+            assert await resp.json() == {"error": "internal error"}
+    finally:
+        await rt.close()
+    [entry] = [e for e in logged if e["event"] == "unhandled_error"]
+    assert entry["route"] == "/v1/broken/{who}"
+    assert "jan.jansen" not in repr(logged)

@@ -71,7 +71,7 @@ async def submit_contact(request: web.Request) -> web.Response:
     try:
         await ctx.publisher.publish(contact)
     except PublishError as exc:
-        log.warning("submit_failed", contact_id=contact.cid, error=str(exc))
+        log.warning("submit_failed", contact_id=contact.cid, error=type(exc).__name__)
         return error(503, "the contact could not be queued; nothing was accepted, try again")
     log.info("contact_submitted", contact_id=contact.cid, tenant=contact.tenant, integrator=cred.name)
     return web.json_response(
@@ -145,7 +145,9 @@ async def json_errors(
     except StoreUnavailable:
         return error(503, "state store unavailable, try again")
     except Exception:
-        log.exception("unhandled_error", path=request.path)
+        # The route's template, not the path: a path holds whatever the caller typed.
+        resource = request.match_info.route.resource
+        log.exception("unhandled_error", route=resource.canonical if resource else None)
         return error(500, "internal error")
 
 
