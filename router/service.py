@@ -20,22 +20,27 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from adapters.kit.acks import SmtpAckSender
+from adapters.kit.acks import MailNotifier, SmtpAckSender
 from adapters.kit.context import AdapterContext
 from adapters.kit.http import ADAPTERS, add_routes
 from adapters.kit.publisher import ContactPublisher
 from adapters.kit.ratelimit import RateLimiter
+from adapters.kit.registry import list_adapters
 from adapters.kit.settings import AdapterSettings
 from adapters.kit.wiring import build_context, readiness_checks
 from router import logs
 from router.amqp import declare as amqp_declare
 from router.amqp.consumer import AmqpRouter
 from router.amqp.outbound import AmqpOutbound
+from router.amqp.probes import QueueProbe, router_queues
 from router.amqp.publisher import AmqpContactPublisher
 from router.amqp.scrub import QueuePersonalData
+from router.core import routing
 from router.core.casework_service import Casework
 from router.core.clock import Clock, SystemClock
+from router.core.contact import Contact
 from router.core.erasure import PeriodicPurge, Privacy
+from router.core.metrics import Bounds, Probe
 from router.core.pipeline import RoutingCore
 from router.core.ports import Outbound, PersonalData, Store, StoreUnavailable
 from router.core.retention import RetentionPolicy
@@ -44,10 +49,14 @@ from router.core.tenants import load as load_tenants
 from router.core.topology import Names
 from router.embedded.broker import BANNER, MemoryBroker, MemoryContactPublisher, MemoryOutbound, MemoryRouter
 from router.embedded.store import memory_redis
+from router.history.privacy import HistoryPersonalData
 from router.http.app import ApiContext, create_app
+from router.metrics import CountingOutbound, MetricsRegistry, counting_publisher
+from router.metrics.probes import ConsumerProbe, IgnoredMailProbe
 from router.redis.casestore import RedisCaseStore
 from router.redis.keys import Keys
 from router.redis.privacy import RedisPersonalData, RedisRunLock
+from router.redis.probes import RedisProbe
 from router.redis.ratelimit import RedisRateLimiter
 from router.redis.scheduler import Scheduler
 from router.redis.store import RedisStore, redis_client
@@ -165,6 +174,8 @@ class Runtime:
     privacy: Privacy | None = None
     purge: PeriodicPurge | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    # This process's Prometheus metrics (GET /metrics); `metrics.recorder` is what everything counts into.
+    metrics: MetricsRegistry | None = None
 
     @property
     def names(self) -> Names:
@@ -179,13 +190,20 @@ class Runtime:
         return ApiContext(
             tenants=self.tenants,
             store=self.store,
-            publisher=self.publisher,
+            publisher=self.entry_publisher(),
             clock=self.clock,
             credentials=self.settings.credentials(),
             readiness=checks,
             embedded=self.embedded,
             casework=self.casework,
+            metrics=self.metrics.exposition if self.metrics is not None else None,
         )
+
+    def entry_publisher(self) -> ContactPublisher:
+        """The publisher of the entry points (the API, the channel adapters): counted as received."""
+        if self.metrics is None:
+            return self.publisher
+        return counting_publisher(self.publisher, self.metrics.recorder)
 
     async def _store_check(self) -> str | None:
         try:
@@ -217,6 +235,10 @@ class Runtime:
                 await asyncio.wait_for(task, 30)
         await self.publisher.close()
         await self.outbound.close()
+        if self.privacy is not None:
+            await self.privacy.close()
+        if self.metrics is not None:
+            await self.metrics.close()
         await self.store.close()
 
 
@@ -228,13 +250,18 @@ async def build(
     embedded: str = "never",
     clock: Clock | None = None,
     tenants: dict[str, Tenant] | None = None,
+    role: str | None = None,
 ) -> Runtime:
     """embedded: 'never' (wait up to STARTUP_TIMEOUT for each of RabbitMQ and Redis, then fail),
     'always', or 'auto': embedded only when neither server is reachable right now. Only the quick
-    start (`serve --demo`) asks for 'auto'; a production process never pretends."""
+    start (`serve --demo`) asks for 'auto'; a production process never pretends. `role` names the
+    process in its metrics (default: from the parts it runs)."""
     tenants = tenants if tenants is not None else load_tenants(settings.rules_dir)
     clock = clock or SystemClock()
     names = Names(settings.namespace)
+    metrics = metrics_for(tenants, names, role or role_of(with_router, with_scheduler))
+    counted = metrics.recorder
+    teams = teams_by_tenant(tenants)
     use_embedded = embedded == "always"
     if embedded == "auto":
         amqp_ok = await reachable(settings.amqp_url, 5672)
@@ -246,7 +273,7 @@ async def build(
         broker = MemoryBroker()
         fake = memory_redis()
         store: Store = RedisStore(fake, keys)
-        outbound: Outbound = MemoryOutbound(broker)
+        outbound: Outbound = CountingOutbound(MemoryOutbound(broker), counted)
         casework = Casework(RedisCaseStore(fake, keys), names, tenants, clock, outbound)
         runtime = Runtime(
             settings,
@@ -258,13 +285,15 @@ async def build(
             outbound=outbound,
             casework=casework,
             broker=broker,
+            metrics=metrics,
         )
         if with_router:
             runtime.router = MemoryRouter(
-                broker, RoutingCore(tenants, store, names, clock, settings.claim_lease_ms)
+                broker, RoutingCore(tenants, store, names, clock, settings.claim_lease_ms, counted)
             )
         if with_scheduler:
             runtime.scheduler = Scheduler(fake, keys, names, casework, outbound, clock)
+        watch(runtime, RedisProbe(fake, keys, teams, clock))
         return runtime
 
     client = await _redis_when_reachable(settings)
@@ -275,16 +304,26 @@ async def build(
         raise
     store = RedisStore(client, keys)
     publisher = AmqpContactPublisher(settings.amqp_url, names)
-    outbound = AmqpOutbound(settings.amqp_url)
+    outbound = CountingOutbound(AmqpOutbound(settings.amqp_url), counted)
     casework = Casework(RedisCaseStore(client, keys), names, tenants, clock, outbound)
-    runtime = Runtime(settings, tenants, store, publisher, clock, False, outbound=outbound, casework=casework)
+    runtime = Runtime(
+        settings,
+        tenants,
+        store,
+        publisher,
+        clock,
+        False,
+        outbound=outbound,
+        casework=casework,
+        metrics=metrics,
+    )
     runtime.privacy = privacy_for(settings, tenants, client, keys, clock)
     if with_router:
         runtime.purge = PeriodicPurge(runtime.privacy, RedisRunLock(client, keys.purge_lock()))
     if with_scheduler:
         runtime.scheduler = Scheduler(client, keys, names, casework, outbound, clock)
     if with_router:
-        core = RoutingCore(tenants, store, names, clock, settings.claim_lease_ms)
+        core = RoutingCore(tenants, store, names, clock, settings.claim_lease_ms, counted)
 
         async def declare(channel: aio_pika.abc.AbstractChannel) -> None:
             await amqp_declare.declare(channel, names, teams_by_tenant(tenants), settings.delivery_limit)
@@ -300,7 +339,34 @@ async def build(
             repair=store,
             lease_ms=settings.claim_lease_ms,
         )
+    watch(
+        runtime,
+        RedisProbe(client, keys, teams, clock),
+        QueueProbe(settings.amqp_url, router_queues(names, teams)),
+    )
     return runtime
+
+
+def role_of(with_router: bool, with_scheduler: bool) -> str:
+    """The process's role in its metrics, from the parts it runs (`serve` runs them all)."""
+    if with_router:
+        return "serve" if with_scheduler else "router"
+    return "scheduler" if with_scheduler else "api"
+
+
+def metrics_for(tenants: dict[str, Tenant], names: Names, role: str) -> MetricsRegistry:
+    """A process's metrics, its label values bounded by the rules and the installed adapters' channels."""
+    channels = [info.channel for info in list_adapters() if info.channel]
+    return MetricsRegistry(Bounds.of(tenants, channels), names, role)
+
+
+def watch(runtime: Runtime, *probes: Probe) -> None:
+    """What the runtime's metrics read on each scrape: `probes`, and the router's consumer."""
+    assert runtime.metrics is not None
+    for probe in probes:
+        runtime.metrics.add_probe(probe)
+    if (router := runtime.router) is not None:
+        runtime.metrics.add_probe(ConsumerProbe("router", lambda: router.ready))
 
 
 def privacy_for(
@@ -315,6 +381,8 @@ def privacy_for(
         RedisPersonalData(client, keys, teams),
         QueuePersonalData(settings.amqp_url, Names(settings.namespace), teams),
     ]
+    if history_url := settings.history_url.get_secret_value():
+        stores.append(HistoryPersonalData(history_url, tenants))
     return Privacy(stores, policy, clock)
 
 
@@ -327,6 +395,20 @@ def keys_for(settings: Settings, *, embedded: bool, warn: bool = True) -> Keys:
             log.warning("key_secret_unset", setting="KEY_SECRET", using="the development secret")
         return Keys(settings.namespace)
     return Keys(settings.namespace, secret)
+
+
+class StoreThreads:
+    """The adapters' `ThreadLookup` on the state store: the router's own test (`Pipeline._joins`)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    async def joins(self, contact: Contact) -> bool:
+        references, message_ids = routing.thread_hints(contact)
+        if not references and not message_ids:
+            return False
+        [found] = await self.store.find_threads([(contact.tenant, references, message_ids)])
+        return found is not None and found["id"] != contact.cid
 
 
 async def context_for_runtime(runtime: Runtime, settings: AdapterSettings | None = None) -> AdapterContext:
@@ -344,7 +426,7 @@ async def context_for_runtime(runtime: Runtime, settings: AdapterSettings | None
             settings.webform_rate_window_seconds,
         )
     ctx = build_context(
-        publisher=runtime.publisher,
+        publisher=runtime.entry_publisher(),
         tenants=runtime.tenants,
         clock=runtime.clock,
         settings=settings,
@@ -353,6 +435,13 @@ async def context_for_runtime(runtime: Runtime, settings: AdapterSettings | None
     )
     if client is not None:
         ctx.closers.append(client.aclose)
+    ctx.threads = StoreThreads(runtime.store)
+    if runtime.metrics is not None:
+        runtime.metrics.add_probe(IgnoredMailProbe(ctx.adapters, runtime.metrics.bounds))
+    if ctx.acks is not None:
+        # Notices to residents (an extended term, a callback that could not reach them) go out the way
+        # the acknowledgements do; without a sender the team gets them as work items.
+        runtime.casework.notifier = MailNotifier(ctx)
     return ctx
 
 

@@ -50,11 +50,23 @@ class Settings(BaseSettings):
     startup_timeout: float = Field(default=60.0, ge=0)
     log_level: str = "info"
     log_format: str = "json"  # json | console
+    # The durable history and audit log (router/history/, `contact-router history` and `report`):
+    # postgresql://user:password@host:5432/db, or sqlite:///path (embedded mode, small setups). Empty: no
+    # history. A secret: the URL holds the database password.
+    history_url: SecretStr = SecretStr("")
+    # The metrics listener (`GET /metrics`, on HTTP_HOST) of a process without the HTTP API: `router`,
+    # `scheduler`, `history consume`. 0 or empty: none. The API processes serve /metrics on HTTP_PORT.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
     def key_secret_bytes(self) -> bytes | None:
         """The configured key secret, None when unset (the development secret applies)."""
         secret = self.key_secret.get_secret_value()
         return secret.encode() if secret else None
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _metrics_port_empty_is_off(cls, value: object) -> object:
+        return 0 if isinstance(value, str) and not value.strip() else value
 
     @field_validator("api_keys")
     @classmethod
@@ -129,9 +141,10 @@ def parse_api_keys(text: str) -> dict[str, Credential]:
         scopes = frozenset(s.strip() for s in scopes_text.split("|") if s.strip())
         unknown = sorted(scopes - set(SCOPES))
         if unknown:
+            # Not quoted: with a ':' in a key, what lands here is a piece of the key.
             raise ValueError(
-                f"{where}: unknown scope(s) {', '.join(repr(s) for s in unknown)}; scopes are "
-                f"{', '.join(SCOPES)}"
+                f"{where}: {len(unknown)} unknown scope(s) in the fourth field; scopes are "
+                f"{', '.join(SCOPES)} (a key cannot hold ':')"
             )
         if digest in out:
             raise ValueError(f"{where}: the same key as credential '{out[digest].name}'")

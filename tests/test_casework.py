@@ -79,14 +79,25 @@ async def test_written_contact_past_the_limit_goes_to_the_coordinating_team(back
     cid = await backend.route("ommen", "mail", "Vraag over mijn aanslag")
     assert (await backend.transfer(cid, "burgerzaken", "belastingen"))[0] == 200
     status, body = await backend.transfer(cid, "vergunningen", "burgerzaken")
-    assert status == 409
-    assert body["team"] == "kcc" and body["intended_team"] == "vergunningen"
+    # A success: "sent to the coordinating team", which gives it to the right desk.
+    assert status == 200, body
+    assert (body["outcome"], body["team"], body["intended_team"]) == (
+        "sent_to_coordinating_team",
+        "kcc",
+        "vergunningen",
+    )
+    assert "sent to the coordinating team 'kcc'" in body["message"]
     view = await backend.get(cid)
     assert view["team"] == "kcc" and view["transfers"] == 1
     assert view["callback_requests"] == []
-    # At the coordinating team it stays: no further bouncing past the limit.
+    # The coordinating team makes one final assignment to the right desk...
     status, body = await backend.transfer(cid, "vergunningen", "kcc")
-    assert status == 409 and body["team"] == "kcc"
+    assert status == 200 and (body["outcome"], body["team"]) == ("assigned", "vergunningen")
+    view = await backend.get(cid)
+    assert (view["team"], view["transfers"]) == ("vergunningen", 1)
+    # ...after which it stays.
+    status, body = await backend.transfer(cid, "burgerzaken", "vergunningen")
+    assert status == 409 and body["team"] == "vergunningen" and "it stays with" in body["error"]
 
 
 async def test_two_concurrent_transfers_exactly_one_wins(backend: Harness) -> None:

@@ -27,7 +27,13 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-ENV = {"RABBITMQ_PASSWORD": "rabbit0secret", "REDIS_PASSWORD": "redis0secret", "API_KEYS": "i:k"}
+ENV = {
+    "RABBITMQ_PASSWORD": "rabbit0secret",
+    "REDIS_PASSWORD": "redis0secret",
+    "POSTGRES_PASSWORD": "pg0secret",
+    "API_KEYS": "i:k",
+    "KEY_SECRET": "key0secret",
+}
 BACKING = ("rabbitmq", "redis")
 _VAR = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::\?(?P<message>[^}]*))?\}")
 
@@ -106,7 +112,7 @@ def test_passwords_come_from_the_environment_and_are_required() -> None:
     assert "${RABBITMQ_PASSWORD:?" in env["AMQP_URL"] and "${REDIS_PASSWORD:?" in env["REDIS_URL"]
     assert "guest" not in COMPOSE.read_text(encoding="utf-8")
     # Like `docker compose config`: an unset password stops it, naming the variable.
-    for name in ("RABBITMQ_PASSWORD", "REDIS_PASSWORD"):
+    for name in ("RABBITMQ_PASSWORD", "REDIS_PASSWORD", "KEY_SECRET"):
         with pytest.raises(MissingVariable, match=name):
             interpolate(raw(), {k: v for k, v in ENV.items() if k != name})
 
@@ -117,6 +123,9 @@ def test_the_service_connects_with_the_passwords(config: dict[str, Any]) -> None
     assert env["REDIS_URL"] == "redis://:redis0secret@redis:6379/0"
     assert config["services"]["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_USER"] == "contact-router"
     assert env["HTTP_HOST"] == "0.0.0.0"
+    # Keyed hashes with the deployment's own secret; erasure and purge reach the history.
+    assert env["KEY_SECRET"] == "key0secret"
+    assert env["HISTORY_URL"] == config["services"]["history"]["environment"]["HISTORY_URL"]
 
 
 def test_redis_runs_with_aof_and_a_password(config: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ wherever they must never be:
   escalates it);
 - every Redis key name in the namespace (SCAN), the thread keys of Message-IDs and the web form's
   rate-limit buckets included.
+- what `GET /metrics` answers after each case (issue 17: label values are ids and fixed classes).
 
 Where personal data is expected, it is not looked for: the contact record (the values of the Redis
 hash `contact:{<id>}` and of its history), the team-queue item, the dead letter's body, and the
@@ -940,6 +941,7 @@ async def test_nothing_personal_leaves_the_record(service: Service, case: Case) 
         events = await p.take("tests.events")
         escalations += await p.take("tests.escalations", settle=0.0)
         new_keys = await p.key_names() - keys_before
+        metrics = (await p.request("GET", "/metrics", 200))["text"]
     output = service.output_since(offset)
 
     places: dict[str, list[str]] = {}
@@ -961,6 +963,7 @@ async def test_nothing_personal_leaves_the_record(service: Service, case: Case) 
         )
     for key in new_keys:
         look("Redis key name", key.decode("utf-8", "replace"), {**NEEDLES, **expect.also})
+    look("/metrics", metrics, {**NEEDLES, **expect.also})
 
     assert not places, f"{case.name}: personal data left the record:\n" + json.dumps(places, indent=2)
     assert not not_json(output), f"{case.name}: lines that are not JSON: {not_json(output)}"

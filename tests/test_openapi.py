@@ -93,6 +93,7 @@ async def test_one_walk_exercises_every_route(settings: Settings, amqp: Any, red
         else:
             raise AssertionError("/readyz did not answer 200 within 10 s")
         assert (await client.get("/v1/openapi.json")).status == 200
+        assert (await client.get("/metrics")).status == 200
         contact = {
             "tenant": "ommen",
             "channel": "phone",
@@ -118,9 +119,22 @@ async def test_one_walk_exercises_every_route(settings: Settings, amqp: Any, red
         assert resp.status == 201
         cbid = (await resp.json())["id"]
         resp = await client.post(
-            f"/v1/callback-requests/{cbid}/attempts", headers=KEY, json={"outcome": "reached"}
+            f"/v1/callback-requests/{cbid}/attempts", headers=KEY, json={"outcome": "no_answer"}
         )
         assert resp.status == 200
+        resp = await client.post(
+            f"/v1/callback-requests/{cbid}/close", headers=KEY, json={"reason": "resolved_otherwise"}
+        )
+        assert resp.status == 200
+        objection = {**contact, "source": {"adapter": "walk", "native_id": uuid.uuid4().hex}}
+        objection["body"] = "Ik maak bezwaar tegen de aanslag"
+        resp = await client.post("/v1/contacts", json=objection, headers=KEY)
+        oid = (await resp.json())["id"]
+        await wait_routed(rt, oid)
+        resp = await client.post(
+            f"/v1/contacts/{oid}/extensions", headers=KEY, json={"kind": "resolve", "reason": "advies"}
+        )
+        assert resp.status == 201, await resp.text()
         resp = await client.post(f"/v1/contacts/{cid}/responses", headers=KEY, json={"kind": "respond"})
         assert resp.status == 200
         resp = await client.post(f"/v1/contacts/{cid}/close", headers=KEY, json={"resolution": "klaar"})
@@ -206,6 +220,9 @@ DEADLINE = strict(
         "term": {"type": "string"},
         "due": _TS,
         "warning_at": _TS,
+        "original_due": _TS_OR_NULL,
+        "extension": _TEXT_OR_NULL,
+        "extended_at": _TS_OR_NULL,
     }
 )
 CALLBACK_REQUEST = strict(
@@ -219,11 +236,13 @@ CALLBACK_REQUEST = strict(
         "status": {"enum": ["open", "closed"]},
         "due": _TS,
         "term": _TEXT_OR_NULL,
+        "counted_from": _TS_OR_NULL,
         "created_at": _TS_OR_NULL,
         "created_by": _TEXT_OR_NULL,
         "origin": _TEXT_OR_NULL,
         "attempts": _COUNT,
         "last_outcome": {"enum": ["reached", "no_answer", "wrong_number", None]},
+        "closed_at": _TS_OR_NULL,
         "closed_reason": _TEXT_OR_NULL,
     }
 )
@@ -234,9 +253,18 @@ HISTORY_ENTRY = {
     "additionalProperties": True,  # each event has fields of its own
 }
 _WORK_ITEM = {
+    "contact_id": {"type": "string", "format": "uuid"},
     "due": _TS_OR_NULL,
+    "term": _TEXT_OR_NULL,
     "working_time_left_seconds": {"type": ["integer", "null"]},
     "overdue": {"type": "boolean"},
+    "reference": _TEXT_OR_NULL,
+    "channel": _TEXT_OR_NULL,
+    "received_at": _TS_OR_NULL,
+    "sender_name": _TEXT_OR_NULL,
+    "subject": _TEXT_OR_NULL,
+    "last_note": _TEXT_OR_NULL,
+    "category": _TEXT_OR_NULL,
 }
 RESPONSES: dict[str, dict[str, Any]] = {
     "healthz 200": strict({"status": {"const": "ok"}}),
@@ -288,11 +316,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
                                 **_WORK_ITEM,
                                 "kind": {"const": "contact"},
                                 "id": {"type": "string", "format": "uuid"},
-                                "deadline_kind": {"enum": ["respond", None]},
-                                "reference": _TEXT_OR_NULL,
-                                "channel": _TEXT_OR_NULL,
-                                "category": _TEXT_OR_NULL,
-                                "subject": _TEXT_OR_NULL,
+                                "deadline_kind": {"enum": ["acknowledge", "respond", "resolve", None]},
                                 "transfers": _COUNT,
                                 "status": _TEXT_OR_NULL,
                             }
@@ -302,10 +326,15 @@ RESPONSES: dict[str, dict[str, Any]] = {
                                 **_WORK_ITEM,
                                 "kind": {"const": "callback_request"},
                                 "id": _ID,
-                                "contact_id": {"type": "string", "format": "uuid"},
                                 "deadline_kind": {"const": "callback"},
                                 "reason": _TEXT_OR_NULL,
                                 "attempts": _COUNT,
+                                "phone": {
+                                    "anyOf": [
+                                        {"type": "string", "pattern": r"^\+[1-9][0-9]{6,14}$"},
+                                        {"type": "null"},
+                                    ]
+                                },
                                 "preferred_time": _TEXT_OR_NULL,
                             }
                         ),
@@ -321,16 +350,41 @@ RESPONSES: dict[str, dict[str, Any]] = {
             "from_team": {"anyOf": [_TEAM, {"type": "null"}]},
             "transfers": _COUNT,
             "transfer_limit": _COUNT,
+            "outcome": {"enum": ["transferred", "sent_to_coordinating_team", "assigned"]},
+            "intended_team": _TEAM,
+            "message": {"type": "string", "minLength": 1},
         }
     ),
     "createCallbackRequest 201": CALLBACK_REQUEST,
     "recordCallbackAttempt 200": CALLBACK_REQUEST,
+    "closeCallbackRequest 200": CALLBACK_REQUEST,
+    "extendDeadline 201": strict(
+        {
+            "id": {"type": "string", "format": "uuid"},
+            "kind": {"enum": ["acknowledge", "respond", "resolve"]},
+            "term": {"type": "string"},
+            "extension": {"type": "string"},
+            "original_due": _TS,
+            "due": _TS,
+            "warning_at": _TS,
+            "notice": strict(
+                {
+                    "kind": {"const": "deadline_extended"},
+                    "channel": {"enum": ["email", "letter"]},
+                    "sent_by_service": {"type": "boolean"},
+                    "subject": {"type": "string"},
+                    "text": {"type": "string", "minLength": 1},
+                }
+            ),
+        }
+    ),
     "recordResponse 200": strict(
         {
             "id": {"type": "string", "format": "uuid"},
             "kind": {"enum": ["acknowledge", "respond"]},
             "on_time": {"type": "boolean"},
             "due": _TS_OR_NULL,
+            "met_at": _TS,
         }
     ),
     "closeContact 200": strict(
@@ -439,6 +493,26 @@ async def test_success_bodies_have_their_shapes(backend: Harness) -> None:
         headers=ALL_KEY,
     )
     assert (tried["status"], tried["attempts"], tried["last_outcome"]) == ("open", 1, "no_answer")
+    ended, _ = await call(
+        "closeCallbackRequest 200",
+        "POST",
+        f"/v1/callback-requests/{cb['id']}/close",
+        json={"reason": "unreachable"},
+        headers=ALL_KEY,
+    )
+    assert (ended["status"], ended["closed_reason"]) == ("closed", "unreachable")
+    objection = {**contact, "source": {"adapter": "shapes", "native_id": uuid.uuid4().hex}}
+    objection["subject"] = "Bezwaar tegen de aanslag"
+    oid = (await client.post("/v1/contacts", json=objection, headers=ALL_KEY)).headers["Location"]
+    await wait_routed(backend.rt, oid.rsplit("/", 1)[1])
+    extended, _ = await call(
+        "extendDeadline 201",
+        "POST",
+        f"{oid}/extensions",
+        json={"kind": "resolve", "reason": "advies nodig"},
+        headers=ALL_KEY,
+    )
+    assert extended["extension"] == "6 weeks"
     await call(
         "recordResponse 200",
         "POST",
@@ -457,6 +531,7 @@ async def test_success_bodies_have_their_shapes(backend: Harness) -> None:
     assert (closed["status"], closed["resolution"]) == ("closed", "Uitgelegd")
     assert set(closed["met"]) == {"acknowledge"}
     assert [c["status"] for c in closed["callback_requests"]] == ["closed"]
+    assert closed["callback_requests"][0]["closed_reason"] == "unreachable"
     assert headers["ETag"] == f'"{closed["version"]}"' and int(closed["version"]) > int(view["version"])
 
     for answer, body in bodies:
@@ -480,6 +555,9 @@ _VIEW = {
             "term": "5 workdays",
             "due": "2026-05-21T17:00:00+02:00",
             "warning_at": "2026-05-20T17:00:00+02:00",
+            "original_due": None,
+            "extension": None,
+            "extended_at": None,
         }
     ],
     "met": {},

@@ -140,6 +140,21 @@ async def attempt(svc: Service, key: dict[str, str]) -> tuple[int, Any]:
     )
 
 
+async def close_callback(svc: Service, key: dict[str, str]) -> tuple[int, Any]:
+    cid = await _routed(svc)
+    made = await svc.client.post(f"/v1/contacts/{cid}/callback-requests", json={"reason": "b"}, headers=ADMIN)
+    assert made.status == 201
+    cbid = (await made.json())["id"]
+    body = {"reason": "resolved_otherwise"}
+    return await _answer(await svc.client.post(f"/v1/callback-requests/{cbid}/close", json=body, headers=key))
+
+
+async def extension(svc: Service, key: dict[str, str]) -> tuple[int, Any]:
+    cid = await svc.h.route("ommen", "mail", "Bezwaar tegen de aanslag")  # resolve: 12 weeks + 6 weeks
+    body = {"kind": "resolve", "reason": "advies nodig"}
+    return await _answer(await svc.client.post(f"/v1/contacts/{cid}/extensions", json=body, headers=key))
+
+
 async def response(svc: Service, key: dict[str, str]) -> tuple[int, Any]:
     cid = await _routed(svc)
     body = {"kind": "respond"}
@@ -170,6 +185,8 @@ ROUTES: dict[tuple[str, str], tuple[str, int, Call]] = {
     ("POST", "/v1/contacts/{id}/transfer"): ("agent", 200, transfer),
     ("POST", "/v1/contacts/{id}/callback-requests"): ("agent", 201, callback_request),
     ("POST", "/v1/callback-requests/{id}/attempts"): ("agent", 200, attempt),
+    ("POST", "/v1/callback-requests/{id}/close"): ("agent", 200, close_callback),
+    ("POST", "/v1/contacts/{id}/extensions"): ("agent", 201, extension),
     ("POST", "/v1/contacts/{id}/responses"): ("agent", 200, response),
     ("POST", "/v1/contacts/{id}/close"): ("agent", 200, close),
     ("POST", "/v1/channels/phone/{tenant}/notes"): ("submit", 202, phone_note),
@@ -215,6 +232,30 @@ async def test_the_table_has_every_route_that_takes_a_key_with_the_scope_the_doc
             continue
         assert security == [{"apiKey": [scope]}, {"bearer": [scope]}], route
         assert scope in doc["paths"][route[1]][route[0].lower()]["responses"]["403"]["description"]
+
+
+# The routes that take no key: health, this document, the metrics (no personal data), and the channels
+# that authenticate otherwise (the web form's origin and rate limit, Meta's signature).
+UNKEYED = {
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/v1/openapi.json"),
+    ("GET", "/metrics"),
+    ("POST", "/v1/channels/webform/{tenant}"),
+    ("OPTIONS", "/v1/channels/webform/{tenant}"),
+    ("GET", "/v1/channels/social/{tenant}/webhook"),
+    ("POST", "/v1/channels/social/{tenant}/webhook"),
+}
+
+
+async def test_the_routes_without_a_key_are_these_and_metrics_answers_without_one(service: Service) -> None:
+    doc = document(service.adapters)
+    unkeyed = {
+        (m.upper(), p) for p, ops in doc["paths"].items() for m, op in ops.items() if not op["security"]
+    }
+    assert unkeyed == UNKEYED
+    resp = await service.client.get("/metrics")
+    assert resp.status == 200 and resp.content_type == "text/plain"
 
 
 async def test_a_scope_is_checked_before_the_tenant_and_the_tenant_rule_stands(service: Service) -> None:
@@ -269,8 +310,10 @@ def test_a_key_is_kept_only_as_its_digest_and_a_digest_key_is_found_by_its_key()
 @pytest.mark.parametrize(
     ("api_keys", "says"),
     [
-        ("a:k-secret:*:submit|write", "credential 1 ('a'): unknown scope(s) 'write'"),
-        ("a:k-1,b:k-secret:ommen:Agent", "credential 2 ('b'): unknown scope(s) 'Agent'"),
+        ("a:k-secret:*:submit|write", "credential 1 ('a'): 1 unknown scope(s) in the fourth field"),
+        ("a:k-1,b:k-secret:ommen:Agent", "credential 2 ('b'): 1 unknown scope(s)"),
+        # A ':' in a key: the rest of it is never quoted.
+        ("a:k-se:cr:etpart", "credential 1 ('a'): 1 unknown scope(s)"),
         ("a:sha256=abc", "credential 1 ('a'): 'sha256=' must be followed by 64 hex digits"),
         ("a:k-secret:ommen:read:extra", "credential 1: expected 'name:key[:tenants[:scopes]]'"),
         ("a", "credential 1: expected"),
@@ -286,7 +329,7 @@ def test_a_bad_api_keys_setting_stops_the_start_naming_the_credential_never_the_
     with pytest.raises(ValidationError) as refused:
         Settings(api_keys=api_keys)  # type: ignore[arg-type]
     assert says in str(refused.value)
-    assert "k-secret" not in str(refused.value)
+    assert "k-secret" not in str(refused.value) and "etpart" not in str(refused.value)
 
 
 def test_a_key_without_scopes_is_named_in_one_warning_at_start_up_and_scoped_keys_in_none(

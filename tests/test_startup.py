@@ -146,3 +146,27 @@ async def test_a_redis_that_keeps_nothing_on_disk_is_reported(redis_client: Any)
         assert len(reported) == 1 and "timers" in reported[0]["message"]
     else:
         assert reported == []
+
+
+def test_a_key_limited_to_a_tenant_without_rules_stops_the_start_without_quoting_it(servers: None) -> None:
+    """`svc:abc:def...` reads as key 'abc' for tenant 'def...': most likely a key with a ':' in it."""
+    env = {
+        **os.environ,
+        "AMQP_URL": AMQP_URL,
+        "REDIS_URL": REDIS_URL,
+        "LOG_FORMAT": "json",
+        "NAMESPACE": f"t{uuid.uuid4().hex[:10]}.",
+        "API_KEYS": "ok:first-key:ommen,svc:abc:defsecretpart",
+        "HTTP_PORT": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "router.cli", "api"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "API_KEYS credential(s) svc name a tenant that has no rules" in done.stderr
+    assert "defsecretpart" not in done.stderr

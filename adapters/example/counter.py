@@ -24,10 +24,11 @@ from adapters.kit.http import (
     json_object,
     known_tenant,
     read_body,
+    require_json,
     require_key,
     submit_or_error,
 )
-from adapters.kit.openapi import AUTHED, OBJECT, TENANT, ApiSpec, body, error_responses, json_response
+from adapters.kit.openapi import AUTHED, TENANT, Accepted, ApiSpec, body, error_responses, response
 from router.core.contact import Contact, Sender, Source, field_errors
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True)]
@@ -86,17 +87,18 @@ class CounterVisitAdapter(ChannelAdapter):
             "parameters": [TENANT],
             "requestBody": body(Visit),
             "responses": {
-                "202": json_response(OBJECT, "Accepted; body has id and reference"),
-                **error_responses(400, 401, 403, 404, 413, 422, 503),
+                "202": response(Accepted, "Accepted; body has id and reference"),
+                **error_responses(400, 401, 403, 404, 413, 415, 422, 503),
             },
         }
-        return ApiSpec({"/v1/channels/counter/{tenant}/visits": {"post": post}}, (Visit,))
+        return ApiSpec({"/v1/channels/counter/{tenant}/visits": {"post": post}}, (Visit,), (Accepted,))
 
     @handler
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = context(request)
         tenant = known_tenant(request)
         require_key(request, tenant)
+        require_json(request)
         raw = await read_body(request, 64_000)
         inbound = Inbound(
             payload=raw, received_at=ctx.clock.now(), tenant=tenant, content_type=request.content_type
@@ -105,6 +107,5 @@ class CounterVisitAdapter(ChannelAdapter):
         if isinstance(outcome, web.Response):
             return outcome
         contact = outcome.contacts[0]
-        return web.json_response(
-            {"id": contact.cid, "reference": contact.reference, "status": "accepted"}, status=202
-        )
+        answer = Accepted(id=contact.cid, reference=contact.reference, status="accepted")
+        return web.json_response(answer.model_dump(mode="json"), status=202)

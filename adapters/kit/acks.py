@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, make_msgid
 
 import aiosmtplib
 
@@ -23,6 +23,7 @@ from adapters.kit.context import AckSender, AdapterContext
 from adapters.kit.settings import AdapterSettings
 from router import logs
 from router.core.contact import Contact
+from router.core.notices import Notice
 
 log = logs.get("adapters.kit.acks")
 
@@ -204,3 +205,33 @@ async def send_with_retry(
         return True
     log.error("ack_given_up", contact_id=contact_id)
     return False
+
+
+class MailNotifier:
+    """The service's `Notifier` (router/core/ports.py): notices to residents (an extended term, a
+    callback that could not reach them) as mails from the tenant's ACK_FROM address, sent like the
+    acknowledgements: after the change is committed, in the background, with retries, best effort."""
+
+    def __init__(self, ctx: AdapterContext):
+        self.ctx = ctx
+
+    def can_mail(self, tenant: str) -> bool:
+        return self.ctx.acks is not None and tenant in self.ctx.settings.ack_senders
+
+    def send(self, notice: Notice) -> None:
+        tenant = self.ctx.tenants.get(notice.tenant)
+        from_addr = self.ctx.settings.ack_senders.get(notice.tenant)
+        if self.ctx.acks is None or tenant is None or not from_addr or not notice.to:
+            return
+        msg = EmailMessage()
+        msg["From"] = f"{tenant.loaded.rules.name} <{from_addr}>"
+        msg["To"] = notice.to
+        msg["Subject"] = notice.subject
+        msg["Date"] = format_datetime(self.ctx.clock.now())
+        msg["Message-ID"] = make_msgid(domain=ack_domain(from_addr, self.ctx.settings.smtp_hostname))
+        msg["Auto-Submitted"] = "auto-generated"
+        msg["X-Auto-Response-Suppress"] = "All"
+        msg.set_content(notice.text)
+        self.ctx.spawn(
+            send_with_retry(self.ctx.acks, msg, notice.contact_id), name=f"notice:{notice.contact_id}"
+        )

@@ -16,6 +16,7 @@ from adapters.kit.publisher import ContactPublisher, DeadLetterSink
 from adapters.kit.settings import AdapterSettings
 from router import logs
 from router.core.clock import Clock
+from router.core.contact import Contact
 from router.core.tenants import Tenant
 
 if TYPE_CHECKING:
@@ -29,6 +30,14 @@ class AckSender(Protocol):
     """Sends one acknowledgement mail (an outgoing message, addressed). Raises on failure."""
 
     async def send(self, message: EmailMessage) -> None: ...
+
+
+class ThreadLookup(Protocol):
+    """Whether the router will join a contact to an earlier one (a quoted reference number, a known
+    Message-ID), asked before an acknowledgement goes out: a reply gets none. Raises when it cannot
+    tell; the service supplies it on the state store."""
+
+    async def joins(self, contact: Contact) -> bool: ...
 
 
 @dataclass
@@ -50,6 +59,8 @@ class AdapterContext:
     settings: AdapterSettings
     rate_limiter: RateLimiter
     acks: AckSender | None = None
+    # The router's threads, so that a reply it will join is not acknowledged again (None: not known).
+    threads: ThreadLookup | None = None
     # The enabled adapters, by name: their routes are served and their long-running parts started.
     adapters: dict[str, ChannelAdapter] = field(default_factory=dict)
     # Closed by stop_adapters (a Redis client, ...).

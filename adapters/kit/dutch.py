@@ -1,32 +1,8 @@
-"""Dates in plain Dutch, without depending on the machine's locale ("donderdag 21 mei 2026")."""
+"""Dates in plain Dutch ("donderdag 21 mei 2026"): the core's (`router.core.dutch`), kept here for the
+kit's users."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from router.core.dutch import MONTHS, WEEKDAYS, long_date, long_date_time
 
-WEEKDAYS = ("maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag")
-MONTHS = (
-    "januari",
-    "februari",
-    "maart",
-    "april",
-    "mei",
-    "juni",
-    "juli",
-    "augustus",
-    "september",
-    "oktober",
-    "november",
-    "december",
-)
-
-
-def long_date(at: datetime, zone: str = "Europe/Amsterdam") -> str:
-    local = at.astimezone(ZoneInfo(zone))
-    return f"{WEEKDAYS[local.weekday()]} {local.day} {MONTHS[local.month - 1]} {local.year}"
-
-
-def long_date_time(at: datetime, zone: str = "Europe/Amsterdam") -> str:
-    local = at.astimezone(ZoneInfo(zone))
-    return f"{long_date(at, zone)} om {local:%H.%M} uur"
+__all__ = ["MONTHS", "WEEKDAYS", "long_date", "long_date_time"]

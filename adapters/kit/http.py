@@ -95,6 +95,19 @@ def require_key(request: web.Request, tenant: str, scope: Scope = "submit") -> C
     return caller
 
 
+JSON_ONLY = "send the body as JSON, with Content-Type: application/json"
+
+
+def require_json(request: web.Request) -> None:
+    """Rejected 415 unless the body is sent as JSON (application/json or a +json type): a JSON route
+    never guesses what a body of another type means."""
+    content_type = request.content_type
+    if content_type != "application/json" and not (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    ):
+        raise Rejected(JSON_ONLY, status=415)
+
+
 async def read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise Rejected(f"body too large: limit is {limit} bytes", status=413)

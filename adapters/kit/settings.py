@@ -97,6 +97,20 @@ class AdapterSettings(BaseSettings):
     mail_max_attachment_bytes: int = Field(default=15_000_000, ge=1)
     # "info@ommen.nl:ommen,facturen@ommen.nl:ommen:facturen,@coevorden.nl:coevorden".
     mail_routes: str = ""
+    # MIME structure one mail may have: parts (leaves and containers) and nesting depth; past either,
+    # and past MAIL_MAX_BYTES decoded, the mail is refused at DATA (554), so no bomb is opened.
+    mail_max_mime_parts: int = Field(default=500, ge=2)
+    mail_max_mime_depth: int = Field(default=20, ge=1)
+    # Subject prefixes of automatic replies that carry no RFC 3834 header (Outlook, Exchange, Apple
+    # Mail, Gmail and Thunderbird in Dutch, English, German and French), comma-separated, compared
+    # without case before a colon or the end of the subject; such mail is ignored, never a question.
+    mail_auto_subjects: str = (
+        "afwezig,afwezigheid,afwezigheidsbericht,afwezigheidsmelding,automatisch antwoord,"
+        "automatisch bericht,niet aanwezig,niet op kantoor,out of office,out of the office,"
+        "automatic reply,auto reply,auto-reply,autoreply,auto response,away from the office,"
+        "abwesenheitsnotiz,abwesenheit,automatische antwort,nicht im büro,abwesend,"
+        "réponse automatique,reponse automatique,absence du bureau,absent du bureau,message d'absence"
+    )
 
     # IMAP polling (aioimaplib). None: no poller.
     imap_host: str | None = None
@@ -243,6 +257,20 @@ class AdapterSettings(BaseSettings):
     @cached_property
     def public_space_categories(self) -> frozenset[str]:
         return frozenset(c.strip() for c in self.social_public_space_categories.split(",") if c.strip())
+
+    @cached_property
+    def auto_subjects(self) -> tuple[str, ...]:
+        return tuple(p.strip().casefold() for p in self.mail_auto_subjects.split(",") if p.strip())
+
+    @cached_property
+    def own_mail_addresses(self) -> frozenset[str]:
+        """The addresses this service receives or sends mail as: the exact MAIL_ROUTES addresses (not
+        `@domain` routes, which are the residents' and staff's domain too), IMAP_ADDRESS and ACK_FROM."""
+        own = {r.pattern for r in self.routes if not r.pattern.startswith("@")}
+        own |= set(self.ack_senders.values())
+        if self.imap_address:
+            own.add(self.imap_address)
+        return frozenset(a.strip().lower() for a in own if a.strip())
 
     def route_for(self, address: str) -> MailRoute | None:
         for route in self.routes:

@@ -1,9 +1,10 @@
 """The mail adapter: one mail (raw RFC 5322 bytes plus envelope recipients) → one contact per tenant.
 
-The transports (SMTP server, IMAP poller) hand raw mail to `submit`; this module decides what the mail
-becomes. Threading is the router's decision: the adapter only passes hints in the metadata —
-`thread.message_id`, `thread.in_reply_to`, `thread.ack_message_id` — and the subject keeps any
-reference number.
+The transports (SMTP server, IMAP poller) hand raw mail to `adapters.mail.intake.take_in`; `translate`
+decides what the mail becomes, all of it before the SMTP answer: refused (`MailRefused`, with its SMTP
+code), ignored (`IgnoredMail`: automatic mail, counted, never a contact) or contacts. Threading is the
+router's decision: the adapter only passes hints in the metadata — `thread.message_id`,
+`thread.in_reply_to`, `thread.ack_message_id` — and the subject keeps any reference number.
 """
 
 from __future__ import annotations
@@ -11,18 +12,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from pydantic import ValidationError
 
 from adapters.kit.acks import is_ack_id, planned_ack_id, schedule_ack
 from adapters.kit.base import ChannelAdapter, DeadLetter, Inbound
 from adapters.kit.context import AdapterContext
-from adapters.kit.settings import MailRoute
+from adapters.kit.settings import AdapterSettings, MailRoute
 from adapters.mail.imap import ImapPoller
-from adapters.mail.parse import MalformedMail, ParsedMail, parse_mail
+from adapters.mail.intake import IgnoredMail, MailRefused
+from adapters.mail.parse import Limits, MailTooComplex, MalformedMail, ParsedMail, parse_mail
 from adapters.mail.smtp_server import start_smtp_server
-from router.core.contact import Contact, Source, contact_id, find_reference
+from router import logs
+from router.core.contact import Contact, Sender, Source, contact_id, find_reference
 
 NAME = "mail"
+
+log = logs.get("adapters.mail")
+
+
+def limits_for(settings: AdapterSettings) -> Limits:
+    return Limits(
+        max_parts=settings.mail_max_mime_parts,
+        max_depth=settings.mail_max_mime_depth,
+        max_decoded_bytes=settings.mail_max_bytes,
+    )
+
+
+def _address(value: str | None) -> str | None:
+    """A valid envelope address (`<a@b>` or `a@b`), or None."""
+    address = (value or "").strip().strip("<>").strip()
+    if not address:
+        return None
+    try:
+        return Sender(email=address).email
+    except ValidationError:
+        return None
 
 
 def native_id_for(parsed: ParsedMail, raw: bytes) -> str:
@@ -62,6 +89,8 @@ class MailAdapter(ChannelAdapter):
     summary = "E-mail by SMTP (aiosmtpd) or IMAP polling; acknowledgements of receipt by SMTP."
 
     def __init__(self) -> None:
+        # Automatic mail taken and not routed, by (tenant, reason): a counter, not a queue (README).
+        self.ignored: Counter[tuple[str, str]] = Counter()
         self._server: asyncio.Server | None = None
         self._poller: ImapPoller | None = None
         self._poll_task: asyncio.Task[None] | None = None
@@ -111,35 +140,60 @@ class MailAdapter(ChannelAdapter):
             self._poll_task = None
 
     def translate(self, inbound: Inbound, ctx: AdapterContext) -> list[Contact]:
+        """The one decision for SMTP and IMAP, made before anything is answered or published."""
         raw = inbound.payload
-        if len(raw) > ctx.settings.mail_max_bytes:
-            raise DeadLetter(f"message too large: {len(raw)} bytes (limit {ctx.settings.mail_max_bytes})")
+        s = ctx.settings
+        if len(raw) > s.mail_max_bytes:
+            raise MailRefused("552 5.3.4", f"Message too large (limit {s.mail_max_bytes} bytes)")
+        # SMTP gives the envelope sender ("" for MAIL FROM:<>); IMAP has the delivering server's
+        # Return-Path, which parse_mail reads.
+        envelope_from = inbound.meta.get("envelope_from")
         try:
             parsed = parse_mail(
                 raw,
-                max_attachment_bytes=ctx.settings.mail_max_attachment_bytes,
-                envelope_from=inbound.meta.get("envelope_from"),
+                max_attachment_bytes=s.mail_max_attachment_bytes,
+                envelope_from=envelope_from,
+                limits=limits_for(s),
+                auto_subjects=s.auto_subjects,
+                own_addresses=s.own_mail_addresses,
             )
+        except MailTooComplex as exc:
+            raise MailRefused("554 5.6.0", f"Message refused: {exc.reason}") from exc
         except MalformedMail as exc:
-            raise DeadLetter(f"malformed mail: {exc.reason}") from exc
+            raise MailRefused("554 5.6.0", f"Message refused: {exc.reason}") from exc
+        except RecursionError as exc:
+            raise MailRefused("554 5.6.0", "Message refused: MIME parts nested too deeply") from exc
         except Exception as exc:
-            # The parser must never take the adapter down; the raw mail is kept in router.dead.
+            # Not knowable: a parser bug. The mail is kept in router.dead for a replay after the fix.
             raise DeadLetter(f"unparseable mail: {type(exc).__name__}") from exc
         targets = routes_by_tenant(ctx, recipients_of(inbound, parsed))
         if not targets:
-            raise DeadLetter("no tenant for the recipients (MAIL_ROUTES)")
-        if parsed.automatic is None and parsed.sender_address:
-            ours = {a.lower() for a in ctx.settings.ack_senders.values()}
-            if parsed.sender_address in ours:
-                parsed.automatic = "sent by this service (own acknowledgement address)"
+            raise MailRefused("550 5.1.1", "No such mailbox here (no municipality for the recipients)")
         if parsed.automatic is not None:
-            # Never a new question and never acknowledged: that is what stops mail loops.
-            raise DeadLetter(f"automatic mail, not routed: {parsed.automatic}", tenant=next(iter(targets)))
+            # Never a new question, a follow-up or acknowledged: that is what stops mail loops.
+            raise IgnoredMail(parsed.automatic, next(iter(targets)))
+        self._choose_sender(parsed, inbound, envelope_from)
         native_id = native_id_for(parsed, raw)
         return [
             self._contact(ctx, inbound, parsed, native_id, tenant, route)
             for tenant, (route, _) in targets.items()
         ]
+
+    @staticmethod
+    def _choose_sender(parsed: ParsedMail, inbound: Inbound, envelope_from: str | None) -> None:
+        """The From address when valid, else the envelope sender when valid (its name kept), else
+        refused: a contact nobody can answer is no contact."""
+        if parsed.sender is not None and parsed.sender.email is not None:
+            return
+        envelope = _address(envelope_from if envelope_from is not None else parsed.return_path)
+        if envelope is None:
+            raise MailRefused(
+                "550 5.1.7", "No valid sender address (From or envelope sender); nobody could be answered"
+            )
+        name = parsed.sender.name if parsed.sender is not None else None
+        parsed.sender = Sender(name=name, email=envelope)
+        parsed.sender_address = envelope.lower()
+        parsed.from_envelope = True
 
     def _contact(
         self,
@@ -172,6 +226,12 @@ class MailAdapter(ChannelAdapter):
             metadata["mailbox"] = route.mailbox
         if parsed.sender_invalid:
             metadata["mail.sender_invalid"] = "true"
+        if parsed.from_envelope:
+            metadata["mail.sender_from_envelope"] = "true"
+        if parsed.body_damaged:
+            metadata["mail.body_damaged"] = "true"
+        if parsed.body_unreadable:
+            metadata["mail.body_unreadable"] = "true"
         if parsed.body_truncated:
             metadata["mail.body_truncated"] = "true"
         if parsed.attachments_omitted:
@@ -193,8 +253,29 @@ class MailAdapter(ChannelAdapter):
     async def after_publish(self, contacts: list[Contact], inbound: Inbound, ctx: AdapterContext) -> None:
         targets = routes_by_tenant(ctx, recipients_of(inbound, None) or [])
         for contact in contacts:
+            if "thread.ack_message_id" not in contact.metadata:
+                continue
+            if await self._joins(ctx, contact):
+                # A reply the router joins to its contact (In-Reply-To, References): that contact was
+                # acknowledged once, with its reference and its date; a second one would promise anew.
+                continue
             # Replies go to the address the resident wrote to, where this adapter reads them.
             reply_to = targets[contact.tenant][1] if contact.tenant in targets else None
             schedule_ack(
                 ctx, contact, reply_to=reply_to, in_reply_to=contact.metadata.get("thread.message_id")
             )
+
+    @staticmethod
+    async def _joins(ctx: AdapterContext, contact: Contact) -> bool:
+        if ctx.threads is None or not contact.metadata.get("thread.in_reply_to"):
+            return False
+        try:
+            return await ctx.threads.joins(contact)
+        except Exception as exc:
+            # Cannot tell: acknowledge, as before there was a look-up (a missing one is the worse harm).
+            log.warning("mail_thread_lookup_failed", contact_id=contact.cid, error=type(exc).__name__)
+            return False
+
+    def count_ignored(self, tenant: str | None, reason: str) -> None:
+        self.ignored[(tenant or "-", reason)] += 1
+        log.info("mail_ignored", tenant=tenant, reason=reason)

@@ -17,8 +17,9 @@ from collections.abc import Callable
 
 from aioimaplib import aioimaplib  # type: ignore[import-untyped]
 
-from adapters.kit.base import ChannelAdapter, Inbound, PublishError, submit
+from adapters.kit.base import ChannelAdapter, Inbound, PublishError
 from adapters.kit.context import AdapterContext
+from adapters.mail.intake import take_in
 from router import logs
 
 log = logs.get("adapters.mail.imap")
@@ -88,6 +89,10 @@ class ImapPoller:
         self._client = client
         return client
 
+    def _tenant(self) -> str:
+        route = self.ctx.settings.route_for(self.ctx.settings.imap_address or "")
+        return route.tenant if route is not None else "-"
+
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
@@ -114,7 +119,14 @@ class ImapPoller:
                 meta={"recipients": recipients} if recipients else {},
             )
             try:
-                await submit(self.adapter, inbound, self.ctx)
+                intake = await take_in(self.adapter, inbound, self.ctx)
+                if intake.kind == "refused":
+                    # The mailbox took it already; what SMTP would refuse is kept as a dead letter
+                    # with the same reason (fixed text), visible to `dlq list`, and marked seen.
+                    await self.ctx.dead_letters.dead_letter(
+                        raw, f"refused mail: {intake.reason}", routing_key=f"{self._tenant()}.mail"
+                    )
+                    log.info("imap_refused", uid=uid, code=intake.smtp)
             except PublishError:
                 # Broker down: leave this and the rest unseen; the next round tries again.
                 log.warning("imap_deferred", uid=uid)

@@ -20,8 +20,9 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
-from adapters.kit.base import ChannelAdapter, Inbound, PublishError, Rejected, submit
+from adapters.kit.base import ChannelAdapter, Inbound, PublishError, Rejected
 from adapters.kit.context import AdapterContext
+from adapters.mail.intake import take_in
 from router import logs
 
 log = logs.get("adapters.mail.smtp")
@@ -166,7 +167,7 @@ class InboundHandler:
             },
         )
         try:
-            outcome = await submit(self.adapter, inbound, self.ctx)
+            intake = await take_in(self.adapter, inbound, self.ctx)
         except PublishError:
             log.warning("smtp_deferred", reason="broker did not confirm")
             return "451 4.3.0 Message not queued, please try again later"
@@ -176,10 +177,9 @@ class InboundHandler:
             # Never crash the session; the sender keeps the mail and retries.
             log.error("smtp_failed", error=type(exc).__name__)
             return "451 4.3.0 Temporary failure, please try again later"
-        if outcome.contacts:
-            refs = " ".join(c.reference for c in outcome.contacts)
-            return f"250 2.0.0 Accepted, reference {refs}"
-        return "250 2.0.0 Accepted"
+        if intake.kind == "refused":
+            log.info("smtp_refused", code=intake.smtp)
+        return intake.smtp_reply
 
 
 async def start_smtp_server(

@@ -5,16 +5,29 @@ The agent records who called about what and how the call ended. The router acts 
 reached — then a callback request for that team, within the tenant's callback term. The note names the
 agent by id (`agent`, as the agent API does): it travels in `metadata["phone.agent"]` into the hop and
 the events, so an e-mail address or a name is refused.
+
+The call's time (`called_at`) is the contact's `received_at`: every term of the call, the callback's
+included, counts from the moment the resident was promised it, however late the note is logged (the
+moment it was logged is kept as `metadata["phone.logged_at"]`). Without `called_at` the call is taken to
+be the moment the note arrives.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from adapters.kit.base import ChannelAdapter, Inbound, Rejected
 from adapters.kit.context import AdapterContext
@@ -24,14 +37,15 @@ from adapters.kit.http import (
     json_object,
     known_tenant,
     read_body,
+    require_json,
     require_key,
     submit_or_error,
 )
-from adapters.kit.openapi import OBJECT, TENANT, ApiSpec, body, error_responses, json_response, ref
+from adapters.kit.openapi import TENANT, Accepted, ApiSpec, Error, body, error_responses, response
 from adapters.kit.phones import to_e164
 from router import logs
 from router.core.casework import AGENT_ID_PATTERN
-from router.core.contact import Contact, Sender, Source, field_errors
+from router.core.contact import MAX_FUTURE_AT_ENTRY, Contact, Moment, Sender, Source, field_errors
 
 log = logs.get("adapters.phone")
 
@@ -41,20 +55,45 @@ CallOutcome = Literal["answered", "transferred", "colleague_unavailable"]
 Text = Annotated[str, StringConstraints(strip_whitespace=True)]
 
 
-class PhoneNote(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# What `_check` requires beyond the fields' own types, stated in the schema too (JSON Schema if/then).
+_REQUIRED_BY_OUTCOME: dict[str, Any] = {
+    "allOf": [
+        {
+            "if": {"properties": {"outcome": {"enum": ["transferred", "colleague_unavailable"]}}},
+            "then": {"required": ["to_team"], "properties": {"to_team": {"type": "string"}}},
+        },
+        {
+            "if": {"properties": {"outcome": {"const": "colleague_unavailable"}}},
+            "then": {"required": ["phone"], "properties": {"phone": {"type": "string"}}},
+        },
+    ]
+}
 
-    topic: Annotated[Text, StringConstraints(min_length=1, max_length=200)]
-    note: Annotated[Text, StringConstraints(min_length=1, max_length=10_000)]
+
+class PhoneNote(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", hide_input_in_errors=True, json_schema_extra=_REQUIRED_BY_OUTCOME
+    )
+
+    topic: Annotated[Text, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]
+    note: Annotated[Text, StringConstraints(min_length=1, max_length=10_000, pattern=r"\S")]
     outcome: CallOutcome
     # The agent's id (letters, digits, '.', '_', '-'), never an e-mail address or a name.
     agent: Annotated[Text, StringConstraints(pattern=AGENT_ID_PATTERN)]
     caller_name: Annotated[Text, StringConstraints(max_length=200)] | None = None
-    phone: str | None = None
-    to_team: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")] | None = None
+    phone: Annotated[str, Field(json_schema_extra={"format": "phone"})] | None = Field(
+        default=None, description="Any notation (06-12 34 56 78); stored in E.164"
+    )
+    to_team: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")] | None = Field(
+        default=None, description="One of the tenant's teams"
+    )
     # The telephony system's call id, when there is one: the same note sent twice is one contact.
     call_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,200}$")] | None = None
-    called_at: AwareDatetime | None = None
+    called_at: Moment | None = Field(
+        default=None,
+        description="When the call was made (ISO 8601 with offset): every term of the call counts from it, "
+        "however late the note is logged; default: now. Not in the future",
+    )
 
     @field_validator("phone")
     @classmethod
@@ -62,8 +101,10 @@ class PhoneNote(BaseModel):
         return to_e164(value) if value else None
 
 
-def _check(note: PhoneNote, teams: list[str]) -> list[dict[str, str]]:
+def _check(note: PhoneNote, teams: list[str], now: datetime) -> list[dict[str, str]]:
     problems = []
+    if note.called_at is not None and note.called_at > now + MAX_FUTURE_AT_ENTRY:
+        problems.append({"field": "called_at", "message": "the call cannot be in the future"})
     if note.outcome in ("transferred", "colleague_unavailable") and note.to_team is None:
         problems.append({"field": "to_team", "message": f"required when outcome is {note.outcome}"})
     if note.to_team is not None and note.to_team not in teams:
@@ -85,12 +126,14 @@ class PhoneNotesAdapter(ChannelAdapter):
             note = PhoneNote.model_validate(data)
         except ValidationError as exc:
             raise Rejected("invalid phone note", field_errors(exc)) from None
-        problems = _check(note, ctx.tenants[inbound.tenant].loaded.rules.team_ids())
+        problems = _check(note, ctx.tenants[inbound.tenant].loaded.rules.team_ids(), inbound.received_at)
         if problems:
             raise Rejected("invalid phone note", problems)
         metadata = {"phone.outcome": note.outcome, "phone.agent": note.agent}
         if note.to_team:
             metadata["phone.to_team"] = note.to_team
+        if note.called_at is not None:
+            metadata["phone.logged_at"] = inbound.received_at.isoformat()
         sender = Sender(name=note.caller_name, phone=note.phone) if note.caller_name or note.phone else None
         return [
             Contact(
@@ -118,22 +161,19 @@ class PhoneNotesAdapter(ChannelAdapter):
             "parameters": [TENANT],
             "requestBody": body(PhoneNote),
             "responses": {
-                "202": json_response(OBJECT, "Accepted"),
-                **error_responses(400, 401, 404, 413, 422, 503),
-                "403": json_response(
-                    ref("Error"), "The API key lacks the scope 'submit' or may not act for this tenant"
-                ),
+                "202": response(Accepted, "Accepted"),
+                **error_responses(400, 401, 404, 413, 415, 422, 503),
+                "403": response(Error, "The API key lacks the scope 'submit' or may not act for this tenant"),
             },
         }
-        return ApiSpec({"/v1/channels/phone/{tenant}/notes": {"post": post}}, (PhoneNote,))
+        return ApiSpec({"/v1/channels/phone/{tenant}/notes": {"post": post}}, (PhoneNote,), (Accepted,))
 
     @handler
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = context(request)
         tenant = known_tenant(request)
         cred = require_key(request, tenant, "submit")
-        if request.content_type != "application/json":
-            raise Rejected("send application/json", status=415)
+        require_json(request)
         raw = await read_body(request, MAX_BODY_BYTES)
         inbound = Inbound(
             payload=raw, received_at=ctx.clock.now(), tenant=tenant, content_type="application/json"
@@ -143,8 +183,7 @@ class PhoneNotesAdapter(ChannelAdapter):
             return outcome
         contact = outcome.contacts[0]
         log.info("phone_note_accepted", contact_id=contact.cid, tenant=tenant, integrator=cred.name)
+        answer = Accepted(id=contact.cid, reference=contact.reference, status="accepted")
         return web.json_response(
-            {"id": contact.cid, "reference": contact.reference, "status": "accepted"},
-            status=202,
-            headers={"Location": f"/v1/contacts/{contact.cid}"},
+            answer.model_dump(mode="json"), status=202, headers={"Location": f"/v1/contacts/{contact.cid}"}
         )

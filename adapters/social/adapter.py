@@ -17,12 +17,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.kit.answers import answer_by
 from adapters.kit.base import ChannelAdapter, DeadLetter, Inbound, Rejected
 from adapters.kit.context import AdapterContext
 from adapters.kit.http import context, handler, known_tenant, read_body, submit_or_error
-from adapters.kit.openapi import OBJECT, PUBLIC, TENANT, ApiSpec, error_responses, json_response
+from adapters.kit.openapi import OBJECT, PUBLIC, TENANT, ApiSpec, Error, error_responses, response
 from adapters.social.meta import PayloadError, SocialMessage, parse, signature_valid
 from adapters.social.privacy import mask_bsn
 from adapters.social.replies import reply_text
@@ -35,6 +36,22 @@ log = logs.get("adapters.social")
 NAME = "social"
 MAX_BODY_BYTES = 1_000_000
 MAX_CHALLENGE = 200
+
+
+class SocialContact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    reference: str
+    reply_text: str | None = Field(description="What to answer the resident on the platform (plain Dutch)")
+
+
+class WebhookReceived(BaseModel):
+    """The webhook's answer: the contacts made of it (one per message)."""
+
+    model_config = ConfigDict(extra="forbid")
+    received: int = Field(ge=0)
+    contacts: list[SocialContact]
+    dead_lettered: str | None = Field(default=None, description="Why part of it went to router.dead")
 
 
 class SocialAdapter(ChannelAdapter):
@@ -134,7 +151,7 @@ class SocialAdapter(ChannelAdapter):
                     "description": "The challenge, echoed",
                     "content": {"text/plain": {"schema": {"type": "string"}}},
                 },
-                "403": json_response(OBJECT, "Verification failed"),
+                "403": response(Error, "Verification failed"),
                 **error_responses(404),
             },
         }
@@ -145,11 +162,13 @@ class SocialAdapter(ChannelAdapter):
             "parameters": [TENANT, signature],
             "requestBody": {"required": True, "content": {"application/json": {"schema": OBJECT}}},
             "responses": {
-                "200": json_response(OBJECT, "Received; one contact per inbound message"),
+                "200": response(WebhookReceived, "Received; one contact per inbound message"),
                 **error_responses(400, 401, 404, 413, 422, 503),
             },
         }
-        return ApiSpec({"/v1/channels/social/{tenant}/webhook": {"get": get, "post": post}})
+        return ApiSpec(
+            {"/v1/channels/social/{tenant}/webhook": {"get": get, "post": post}}, responses=(WebhookReceived,)
+        )
 
     @handler
     async def verify(self, request: web.Request) -> web.StreamResponse:
@@ -197,4 +216,5 @@ class SocialAdapter(ChannelAdapter):
         }
         if outcome.dead_reason:
             body["dead_lettered"] = outcome.dead_reason
-        return web.json_response(body, status=200)
+        # Through its model: what the document promises is what is sent.
+        return web.json_response(WebhookReceived.model_validate(body).model_dump(mode="json"), status=200)

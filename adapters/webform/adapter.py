@@ -32,14 +32,14 @@ from adapters.kit.base import ChannelAdapter, Inbound, Rejected
 from adapters.kit.context import AdapterContext
 from adapters.kit.http import context, handler, json_object, known_tenant, read_body, receipt, submit_or_error
 from adapters.kit.openapi import (
-    OBJECT,
     PUBLIC,
     TENANT,
     ApiSpec,
+    Error,
+    Receipt,
     body,
     error_responses,
-    json_response,
-    ref,
+    response,
 )
 from adapters.kit.phones import to_e164
 from adapters.kit.ratelimit import bucket_key
@@ -60,10 +60,10 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True)]
 class WebformSubmission(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    message: Annotated[Text, StringConstraints(min_length=1, max_length=10_000)]
+    message: Annotated[Text, StringConstraints(min_length=1, max_length=10_000, pattern=r"\S")]
     name: Annotated[Text, StringConstraints(max_length=200)] | None = None
     email: EmailStr | None = None
-    phone: str | None = None
+    phone: Annotated[str, Field(json_schema_extra={"format": "phone"})] | None = None
     subject: Annotated[Text, StringConstraints(max_length=200)] | None = None
     # Which form on the website (rules route on it, e.g. melding-openbare-ruimte).
     form: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")] | None = None
@@ -153,7 +153,32 @@ class WebformAdapter(ChannelAdapter):
 
     async def after_publish(self, contacts: list[Contact], inbound: Inbound, ctx: AdapterContext) -> None:
         for contact in contacts:
+            if contact.sender and contact.sender.email and not await self._may_mail(ctx, contact):
+                continue
             schedule_ack(ctx, contact, reply_to=None, in_reply_to=None)
+
+    @staticmethod
+    async def _may_mail(ctx: AdapterContext, contact: Contact) -> bool:
+        """Nobody verified the address a form names: without a bucket per recipient, forms posted from
+        many clients could have the municipality mail one address without end. Past the limit the
+        contact is accepted and routed as ever, without acknowledgement; so too while the limiter is
+        away (the contact is already accepted: its answer must not fail now)."""
+        assert contact.sender is not None and contact.sender.email is not None
+        # One mailbox, however it is tagged: victim+1@, victim+2@ share the bucket.
+        local, _, domain = contact.sender.email.lower().rpartition("@")
+        recipient = "ack-to\x1f" + local.split("+", 1)[0] + "@" + domain
+        try:
+            verdict = await ctx.rate_limiter.take(bucket_key(contact.tenant, recipient))
+        except Exception as exc:
+            log.warning(
+                "ack_skipped", contact_id=contact.cid, reason="rate_limiter_failed", error=type(exc).__name__
+            )
+            return False
+        if not verdict.allowed:
+            log.info(
+                "ack_skipped", contact_id=contact.cid, tenant=contact.tenant, reason="recipient_rate_limited"
+            )
+        return verdict.allowed
 
     def routes(self) -> Sequence[web.RouteDef]:
         return [
@@ -170,9 +195,9 @@ class WebformAdapter(ChannelAdapter):
             "parameters": [TENANT],
             "requestBody": body(WebformSubmission, "application/json", "application/x-www-form-urlencoded"),
             "responses": {
-                "202": json_response(OBJECT, "Accepted; body has reference and expected_answer_by"),
-                "429": json_response(OBJECT, "Too many submissions from this address; see Retry-After"),
-                **error_responses(400, 404, 413, 422, 503),
+                "202": response(Receipt, "Accepted; body has reference and expected_answer_by"),
+                "429": response(Error, "Too many submissions from this address; see Retry-After"),
+                **error_responses(400, 404, 413, 415, 422, 503),
             },
         }
         options = {
@@ -186,12 +211,14 @@ class WebformAdapter(ChannelAdapter):
                     "Access-Control-Allow-Origin (that origin, never *), -Methods, -Headers, -Max-Age; "
                     "without an Origin, a plain answer with Allow"
                 },
-                "403": json_response(ref("Error"), "Origin, method or headers not allowed; no CORS headers"),
+                "403": response(Error, "Origin, method or headers not allowed; no CORS headers"),
                 **error_responses(404),
             },
         }
         return ApiSpec(
-            {"/v1/channels/webform/{tenant}": {"post": post, "options": options}}, (WebformSubmission,)
+            {"/v1/channels/webform/{tenant}": {"post": post, "options": options}},
+            (WebformSubmission,),
+            (Receipt,),
         )
 
     @handler
@@ -232,15 +259,23 @@ class WebformAdapter(ChannelAdapter):
         contact = outcome.contacts[0]
         body = receipt(ctx, contact)
         body["message"] = thanks(body["reference"], body["expected_answer_text"])
-        return web.json_response(body, status=202)
+        return web.json_response(Receipt.model_validate(body).model_dump(mode="json"), status=202)
 
     def _honeypot_filled(self, inbound: Inbound) -> bool:
+        """A filled honeypot on an otherwise valid submission: a bot. (An invalid one is answered by
+        the real pass, with its errors, like anyone's.)"""
         try:
             data = decode(inbound.payload, inbound.content_type)
         except Rejected:
             return False  # the real pass reports it
         value = data.get(HONEYPOT)
-        return value is not None and str(value).strip() != ""
+        if value is None or str(value).strip() == "":
+            return False
+        try:
+            WebformSubmission.model_validate({**data, HONEYPOT: None})
+        except ValidationError:
+            return False
+        return True
 
     def _decoy(self, ctx: AdapterContext, inbound: Inbound) -> web.Response:
         """Looks like a real 202; nothing is published and no mail is sent."""
@@ -255,7 +290,7 @@ class WebformAdapter(ChannelAdapter):
         body = receipt(ctx, fake)
         body["reference"] = reference_for(inbound.tenant, fake.cid)
         body["message"] = thanks(body["reference"], body["expected_answer_text"])
-        return web.json_response(body, status=202)
+        return web.json_response(Receipt.model_validate(body).model_dump(mode="json"), status=202)
 
 
 def thanks(reference: str, answer_text: str | None) -> str:

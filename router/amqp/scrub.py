@@ -36,6 +36,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from router.amqp import dlq
 from router.core import topology
 from router.core.erasure import matches
+from router.core.history import HISTORY_QUEUE
 from router.core.ports import Removal, Subject
 from router.core.retention import RetentionPolicy
 from router.core.topology import Names
@@ -178,11 +179,15 @@ class QueuePersonalData:
         """(what, queue) an erasure looks at for a tenant's residents."""
         n = self.names
         return [
+            # First: a contact still waiting here would otherwise be routed while the others are
+            # scrubbed, and leave a team message behind them.
+            ("router queue", n(topology.ROUTER_QUEUE)),
             *(("team messages", n.team_queue(tenant, team)) for team in self.teams.get(tenant, [])),
             ("escalations", n.escalation_queue(tenant)),
             ("dead letters", n(topology.DEAD)),
             ("unroutable", n(topology.UNROUTABLE)),
-            ("router queue", n(topology.ROUTER_QUEUE)),
+            # Events the history has not stored yet: they would bring the erased rows back.
+            ("history events", n(HISTORY_QUEUE)),
         ]
 
     async def find(self, who: Subject) -> set[str]:

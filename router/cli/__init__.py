@@ -9,8 +9,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from router.cli import adapters, deadline, dlq, privacy, rules, schema, serve, topology
-from router.cli.common import run_loop, settings_from
+from router.cli import adapters, deadline, dlq, history, privacy, rules, schema, serve, topology
+from router.cli.common import describe, run_loop, settings_from
 
 __all__ = ["main", "parser", "run_loop", "settings_from"]
 
@@ -22,7 +22,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="contact-router", description=__doc__)
     p.add_argument("--rules-dir", help="rules directory (default: RULES_DIR or ./rules)")
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (serve, topology, rules, deadline, schema, adapters, dlq, privacy):
+    for group in (serve, topology, rules, deadline, schema, adapters, dlq, privacy, history):
         group.add_parser(sub)
     for module in OPTIONAL_GROUPS:
         try:
@@ -37,7 +37,15 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        # Every command's error is one line with its cause (missing rules, a server that is not there),
+        # never a traceback.
+        print(f"contact-router {args.command}: {describe(exc)}", file=sys.stderr)
+        return 2
     return code
 
 

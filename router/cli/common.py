@@ -28,3 +28,21 @@ def run_loop(main: Coroutine[Any, Any, int]) -> int:
     except ImportError:
         return asyncio.run(main)
     return uvloop.run(main)
+
+
+def describe(exc: BaseException) -> str:
+    """An error as one line for the operator: its cause, never a traceback. Rules problems keep their
+    `file:line: reason`; a validation error names fields, not values."""
+    from pydantic import ValidationError
+
+    from router.core.contact import summarise_errors
+    from router.core.rules import RulesError
+
+    if isinstance(exc, RulesError):
+        return "rules are invalid: " + "; ".join(str(p) for p in exc.problems)
+    if isinstance(exc, ValidationError):
+        return f"invalid {exc.title}: {summarise_errors(exc)}"
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OSError | ConnectionError) or "Connect" in type(exc).__name__:
+        return f"cannot connect: {text or type(exc).__name__}"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -79,6 +79,7 @@ async def _purge(args: argparse.Namespace) -> int:
     except (RedisError, ScrubError, OSError) as exc:
         return _failure(exc)
     finally:
+        await privacy.close()
         await client.aclose()
     if args.json:
         print(json.dumps(_as_json(removals), indent=2))
@@ -136,6 +137,7 @@ async def _erase(args: argparse.Namespace) -> int:
     except (RedisError, ScrubError, OSError) as exc:
         return _failure(exc)
     finally:
+        await privacy.close()
         await client.aclose()
     if args.json:
         print(json.dumps({"contact_ids": sorted(found.contact_ids), "removed": _as_json(removals)}, indent=2))
@@ -175,11 +177,12 @@ def add_parser(sub: Any) -> None:
 
     erase = sub.add_parser(
         "erase",
-        help="remove a resident's contacts everywhere (AVG art. 17): Redis, team queues, dead letters",
+        help="remove a resident's contacts everywhere (AVG art. 17): Redis, queues, the history",
         description="Remove the contacts of one resident of a tenant, named by reference number, e-mail "
         "address, phone number or contact id (each may be given several times; a contact matching any "
         "is removed), from Redis and from the tenant's team and escalation queues, router.dead, "
-        "router.unroutable and router.contacts. Prints the contact ids and counts. Messages a consumer "
+        "router.unroutable, router.contacts and history.events, and from the history when HISTORY_URL "
+        "is set. Prints the contact ids and counts. Messages a consumer "
         "holds unacknowledged at that moment cannot be reached; the messages kept in a scrubbed queue "
         "move to its end.",
     )

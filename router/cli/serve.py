@@ -8,6 +8,7 @@ import contextlib
 import sys
 from typing import Any
 
+from aiohttp import web
 from pydantic import ValidationError
 
 from adapters.kit.registry import AdapterLoadError
@@ -17,6 +18,7 @@ from router.cli.common import run_loop, settings_from
 from router.core.rules import RulesError
 from router.core.samples import sample_contacts
 from router.embedded.broker import BANNER
+from router.metrics.listener import start_listener
 from router.service import Runtime, build, context_for_runtime, install_signal_handlers, run_http, start
 from router.settings import Settings
 
@@ -54,6 +56,13 @@ async def run_demo(runtime: Runtime, out: object = sys.stdout) -> bool:
     return not pending
 
 
+def credentials_without_rules(runtime: Runtime) -> list[str]:
+    """The names of API keys limited to a tenant this service has no rules for."""
+    known = set(runtime.tenants)
+    credentials = runtime.settings.credentials().values()
+    return sorted({c.name for c in credentials if c.tenants is not None and not c.tenants <= known})
+
+
 def cannot_start(settings: Settings, message: str) -> int:
     """Why the process does not start: a JSON log line where logs are JSON (a log collector reads
     them all), the plain sentence on a console. Exit status 2."""
@@ -82,12 +91,26 @@ async def serve(
         return cannot_start(settings, f"rules are invalid:\n{exc}")
     except (RuntimeError, OSError) as exc:
         return cannot_start(settings, f"cannot start: {exc}")
+    if with_api and (wrong := credentials_without_rules(runtime)):
+        await runtime.close()
+        # Named by credential only: a tenant that has no rules may be a piece of a key with a ':' in it.
+        return cannot_start(
+            settings,
+            f"cannot start: API_KEYS credential(s) {', '.join(wrong)} name a tenant that has no rules "
+            "(a key cannot hold ':')",
+        )
     try:
         # The channel adapters (web form, social, phone notes, SMTP/IMAP) run with the HTTP API.
         adapter_ctx = await context_for_runtime(runtime) if with_api else None
     except (ValidationError, AdapterLoadError) as exc:
         await runtime.close()
         return cannot_start(settings, f"cannot start: {exc}")
+    try:
+        metrics = await metrics_listener(runtime) if not with_api else None
+    except OSError as exc:
+        await runtime.close()
+        why = exc.strerror or type(exc).__name__
+        return cannot_start(settings, f"cannot start: no metrics listener on METRICS_PORT ({why})")
     if runtime.embedded:
         print(f"\n*** {BANNER} ***\n", file=sys.stderr)
     stop = asyncio.Event()
@@ -139,9 +162,20 @@ async def serve(
         if adapter_ctx is not None:
             # Before the runtime closes: acknowledgements in flight still need the broker and the store.
             await stop_adapters(adapter_ctx)
+        if metrics is not None:
+            await metrics.cleanup()
         await runtime.close()
         log.info("stopped")
     return code
+
+
+async def metrics_listener(runtime: Runtime) -> web.AppRunner | None:
+    """GET /metrics on METRICS_PORT for a process without the API (which serves it itself); None
+    when the setting is 0 or empty."""
+    port = runtime.settings.metrics_port
+    if not port or runtime.metrics is None:
+        return None
+    return await start_listener(runtime.metrics, runtime.settings.http_host, port)
 
 
 def cmd_serve(args: argparse.Namespace, parts: frozenset[str]) -> int:

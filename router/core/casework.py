@@ -1,5 +1,5 @@
 """The rules of case work, as decisions over plain data: transfer, callback request, callback attempt,
-response, close.
+closing a callback request, response, extension, close.
 
 Each decision takes the contact's current state (`CaseState`) and the facts of the moment (`Desk`:
 tenant, names, now) and returns the `Change` to apply — fields, history, messages to publish,
@@ -21,17 +21,27 @@ from datetime import datetime
 from typing import Any
 
 from router.core import topology
+from router.core.calendar.terms import Term
 from router.core.clock import epoch_ms
 from router.core.contact import Contact, Hop
-from router.core.messages import OutMessage, event_message, team_item
+from router.core.deadlines import NO_DEADLINE_SCORE as NO_DEADLINE_SCORE  # re-exported
+from router.core.deadlines import OpenDeadline, score, soonest_open
+from router.core.messages import OutMessage, dumps, event_message, team_item
+from router.core.notices import Notice, NoticeChannel, extension_text, unreachable_text
+from router.core.phones import e164_or_as_is
 from router.core.tenants import Tenant
 from router.core.topology import Names
 
 # Channels where the resident is on the line: past the transfer limit they get a callback instead.
 SYNCHRONOUS_CHANNELS = frozenset({"phone", "counter", "chat"})
 CALLBACK_OUTCOMES = ("reached", "no_answer", "wrong_number")
+# Why a callback request ends: the resident was reached, the number is wrong, they could not be reached
+# (by hand, or the tenant's policy after its number of attempts), or the question was settled otherwise.
+CALLBACK_CLOSE_REASONS = ("reached", "wrong_number", "unreachable", "resolved_otherwise")
 RESPONSE_KINDS = ("acknowledge", "respond")
-NO_DEADLINE_SCORE = 32503680000000  # year 3000: items without a deadline sort last
+# What a transfer did: moved as asked; past the limit, sent to the coordinating team (written channels);
+# the coordinating team's one final assignment to the right desk.
+TRANSFER_OUTCOMES = ("transferred", "sent_to_coordinating_team", "assigned")
 # An agent as histories and events name it: an id, never an e-mail address or a person's name (events
 # are shared with other systems). The API and the phone notes refuse anything else.
 AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -97,6 +107,13 @@ class CaseState:
         result: list[dict[str, str]] = json.loads(self.fields.get("deadlines", "[]"))
         return result
 
+    @property
+    def acknowledged(self) -> bool:
+        """The adapter sent the acknowledgement of receipt itself (metadata `acknowledged_at`)."""
+        if self.parsed is None and "contact" not in self.fields:
+            return False
+        return "acknowledged_at" in self.contact().metadata
+
 
 @dataclass
 class Change:
@@ -113,6 +130,21 @@ class Change:
     timers_remove: list[str] = field(default_factory=list)
     # The contact as the change leaves it, when the change rewrites it (its JSON is in `fields`).
     contact: Contact | None = field(default=None, compare=False, repr=False)
+    # E-mails to the resident the service sends itself once the change is committed (not stored).
+    notices: list[Notice] = field(default_factory=list, compare=False, repr=False)
+
+    def is_empty(self) -> bool:
+        """Nothing to write: the decision found the work already done (a deadline met once)."""
+        return not (
+            self.fields
+            or self.history
+            or self.outbox
+            or self.callbacks
+            or self.listed_add
+            or self.listed_remove
+            or self.timers_add
+            or self.timers_remove
+        )
 
     def merge(self, other: Change) -> Change:
         """This change followed by `other` (decisions taken one after another on one contact)."""
@@ -129,6 +161,7 @@ class Change:
             timers_add={**self.timers_add, **other.timers_add},
             timers_remove=[*self.timers_remove, *other.timers_remove],
             contact=other.contact or self.contact,
+            notices=[*self.notices, *other.notices],
         )
 
 
@@ -159,6 +192,9 @@ class Desk:
     tenant: Tenant
     names: Names
     now: datetime
+    # The service mails residents of this tenant itself (an acknowledgement sender is configured); when
+    # False a notice to a resident becomes a work item for the team.
+    mails: bool = False
 
     @property
     def transfer_limit(self) -> int:
@@ -196,12 +232,16 @@ def timer_members(subject: str, kind: str) -> list[str]:
     return [f"{subject}|{kind}|warning", f"{subject}|{kind}|breach"]
 
 
-def contact_score(state: CaseState) -> int:
-    """A contact's place in its team's work list: its unmet `respond` deadline (epoch ms)."""
-    due = [
-        d["due"] for d in state.deadlines() if d["kind"] == "respond" and not state.fields.get("met:respond")
-    ]
-    return epoch_ms(datetime.fromisoformat(min(due))) if due else NO_DEADLINE_SCORE
+def open_deadline(state: CaseState, deadlines: list[dict[str, str]] | None = None) -> OpenDeadline | None:
+    """The contact's soonest open deadline of any kind (router.core.deadlines)."""
+    return soonest_open(
+        state.deadlines() if deadlines is None else deadlines, state.fields, state.acknowledged
+    )
+
+
+def contact_score(state: CaseState, deadlines: list[dict[str, str]] | None = None) -> int:
+    """A contact's place in its team's work list: its soonest open deadline (epoch ms), or last."""
+    return score(open_deadline(state, deadlines))
 
 
 def public_callback(cb: dict[str, str]) -> dict[str, Any]:
@@ -215,19 +255,28 @@ def public_callback(cb: dict[str, str]) -> dict[str, Any]:
         "status": cb["status"],
         "due": cb["due"],
         "term": cb.get("term"),
+        "counted_from": cb.get("counted_from") or cb.get("created_at"),
         "created_at": cb.get("created_at"),
         "created_by": cb.get("created_by"),
         "origin": cb.get("origin"),
         "attempts": int(cb.get("attempts", "0")),
         "last_outcome": cb.get("last_outcome"),
+        "closed_at": cb.get("closed_at") or None,
         "closed_reason": cb.get("closed_reason"),
     }
 
 
-def _unknown_team(field_name: str, team: str, tenant: str) -> CaseError:
+def _unknown_team(field_name: str, team: str, tenant: str, teams: list[str]) -> CaseError:
     return CaseError(
-        422, "unknown team", fields=[{"field": field_name, "message": f"'{team}' is not a team of {tenant}"}]
+        422,
+        f"team '{team}' is unknown",
+        fields=[{"field": field_name, "message": unknown_team_message(team, tenant, teams)}],
     )
+
+
+def unknown_team_message(team: str, tenant: str, teams: list[str]) -> str:
+    """ "team 'Burgerzaken' is unknown; teams of ommen: kcc, burgerzaken, …" """
+    return f"team '{team}' is unknown; teams of {tenant}: {', '.join(teams)}"
 
 
 # -- transfers -----------------------------------------------------------------------------------
@@ -248,7 +297,7 @@ def check_transfer(
             409, f"the contact is no longer with team '{from_team}' (now '{state.team}')", team=state.team
         )
     if to_team not in desk.team_ids():
-        raise _unknown_team("to_team", to_team, state.tenant)
+        raise _unknown_team("to_team", to_team, state.tenant, desk.team_ids())
     if to_team == state.team:
         raise CaseError(
             422,
@@ -268,17 +317,19 @@ def transfer(
     if_match: str | None = None,
     by: str | None = None,
     agent_name: str | None = None,
+    since: datetime | None = None,
 ) -> Decision:
-    """A warm transfer, counted. Past the tenant's limit it is refused: on a channel where the resident
-    is on the line the intended team gets a callback request; a written contact goes to the coordinating
-    team instead."""
+    """A warm transfer, counted. Past the tenant's limit: on a channel where the resident is on the line
+    the transfer is refused and the intended team gets a callback request (due in the callback term from
+    `since`, default now); a written contact goes to the coordinating team, whose one final assignment to
+    the right desk is then where it stays."""
     check_transfer(state, desk, to_team=to_team, from_team=from_team, if_match=if_match)
     actor = Actor(agent, by, agent_name)
     if state.transfers < desk.transfer_limit:
         return move(state, desk, to_team, note, actor, kind="transferred")
     if state.channel in SYNCHRONOUS_CHANNELS:
-        return _refuse_with_callback(state, desk, to_team, note, actor)
-    return _refuse_to_coordination(state, desk, to_team, note, actor)
+        return _refuse_with_callback(state, desk, to_team, note, actor, since)
+    return _past_the_limit(state, desk, to_team, note, actor)
 
 
 def move(
@@ -289,9 +340,10 @@ def move(
     actor: Actor,
     *,
     kind: str,
-    refused: CaseError | None = None,
-) -> Decision:
-    """Hand the contact to `to_team`; only a `transferred` hop counts against the limit."""
+    final: bool = False,
+) -> tuple[Change, dict[str, Any]]:
+    """Hand the contact to `to_team`; only a `transferred` hop counts against the limit. `final`: the
+    coordinating team's last assignment (the contact stays there)."""
     counted = kind == "transferred"
     transfers = state.transfers + (1 if counted else 0)
     hop = Hop(kind=kind, team=to_team, from_team=state.team, agent=actor.agent, at=desk.now, note=note)  # type: ignore[arg-type]
@@ -299,6 +351,7 @@ def move(
     contact = contact.model_copy(update={"hops": [*contact.hops, hop]})
     change = Change(contact=contact)
     change.fields = {"contact": contact.model_dump_json(), "team": to_team, "transfers": str(transfers)}
+    marks: dict[str, Any] = {"final": True} if final else {}
     change.history.append(
         {
             "event": f"contact.{kind}",
@@ -308,6 +361,7 @@ def move(
             **actor.history(),
             "note": note,
             "transfers": transfers,
+            **marks,
         }
     )
     envelope = {
@@ -333,24 +387,28 @@ def move(
             **actor.event(),
             transfers=transfers,
             counted=counted,
+            **marks,
         )
     )
     change.listed_remove.append((state.team, state.cid))
     change.listed_add.append((to_team, state.cid, contact_score(state)))
-    result: dict[str, Any] | CaseError = refused or {
+    result: dict[str, Any] = {
         "id": state.cid,
         "team": to_team,
         "from_team": state.team,
         "transfers": transfers,
         "transfer_limit": desk.transfer_limit,
+        "outcome": "transferred",
+        "intended_team": to_team,
+        "message": f"transferred to team '{to_team}'",
     }
     return change, result
 
 
 def _limit_message(state: CaseState, limit: int) -> str:
     return (
-        f"transfer refused: {state.tenant} transfers a contact at most {limit} time(s) and this one was "
-        f"transferred {state.transfers} time(s)"
+        f"{state.tenant} transfers a contact at most {limit} time(s) and this one was transferred "
+        f"{state.transfers} time(s)"
     )
 
 
@@ -368,7 +426,7 @@ def _refused_event(state: CaseState, desk: Desk, to_team: str, actor: Actor, **e
 
 
 def _refuse_with_callback(
-    state: CaseState, desk: Desk, to_team: str, note: str | None, actor: Actor
+    state: CaseState, desk: Desk, to_team: str, note: str | None, actor: Actor, since: datetime | None
 ) -> Decision:
     limit = desk.transfer_limit
     phone = _sender_phone(state.contact())
@@ -381,6 +439,7 @@ def _refuse_with_callback(
         preferred_time=None,
         actor=actor,
         origin="transfer_refused",
+        since=since,
     )
     change.history.insert(
         0,
@@ -397,39 +456,46 @@ def _refuse_with_callback(
     change.outbox.append(_refused_event(state, desk, to_team, actor, callback_id=cb["id"]))
     return change, CaseError(
         409,
-        f"{_limit_message(state, limit)}; a callback request for team '{to_team}' was created instead",
+        f"transfer refused: {_limit_message(state, limit)}; a callback request for team '{to_team}' "
+        "takes its place (the resident is called back, not transferred again)",
         transfers=state.transfers,
         transfer_limit=limit,
         callback_request=cb,
     )
 
 
-def _refuse_to_coordination(
-    state: CaseState, desk: Desk, to_team: str, note: str | None, actor: Actor
-) -> Decision:
+def _past_the_limit(state: CaseState, desk: Desk, to_team: str, note: str | None, actor: Actor) -> Decision:
+    """A written contact past the limit: to the coordinating team, which assigns it once more, finally."""
     limit = desk.transfer_limit
     coordinating = desk.tenant.loaded.rules.coordinating_team
-    message = _limit_message(state, limit)
-    if state.team == coordinating:
+    if state.fields.get("assigned_at"):
         raise CaseError(
             409,
-            f"{message}; it stays with the coordinating team '{coordinating}'",
+            f"transfer refused: {_limit_message(state, limit)}, and the coordinating team "
+            f"'{coordinating}' already assigned it to its final team: it stays with '{state.team}'",
             transfers=state.transfers,
             transfer_limit=limit,
             team=state.team,
         )
+    if state.team == coordinating:
+        change, result = move(state, desk, to_team, note, actor, kind="reassigned", final=True)
+        change.fields["assigned_at"] = desk.now.isoformat()
+        result.update(
+            outcome="assigned",
+            message=f"assigned to team '{to_team}' by the coordinating team; the transfer limit is "
+            f"reached, so it stays there",
+        )
+        return change, result
     hint = f"{note} (intended team: {to_team})" if note else f"intended team: {to_team}"
-    refused = CaseError(
-        409,
-        f"{message}; it went to the coordinating team '{coordinating}' instead",
-        transfers=state.transfers,
-        transfer_limit=limit,
-        team=coordinating,
-        intended_team=to_team,
-    )
-    change, _ = move(state, desk, coordinating, hint, actor, kind="reassigned", refused=refused)
+    change, result = move(state, desk, coordinating, hint, actor, kind="reassigned")
     change.outbox.append(_refused_event(state, desk, to_team, actor, moved_to=coordinating))
-    return change, refused
+    result.update(
+        outcome="sent_to_coordinating_team",
+        intended_team=to_team,
+        message=f"sent to the coordinating team '{coordinating}' ({_limit_message(state, limit)}); "
+        f"it gives the contact to the right team",
+    )
+    return change, result
 
 
 # -- callback requests ----------------------------------------------------------------------------
@@ -437,6 +503,14 @@ def _refuse_to_coordination(
 
 def _sender_phone(contact: Contact) -> str | None:
     return contact.sender.phone if contact.sender and contact.sender.phone else None
+
+
+def open_callback(state: CaseState, team: str) -> dict[str, str] | None:
+    """The contact's open callback request for `team`, if it has one."""
+    for _, cb in sorted(state.callbacks.items()):
+        if cb.get("status") == "open" and cb.get("team") == team:
+            return cb
+    return None
 
 
 def callback_change(
@@ -449,23 +523,32 @@ def callback_change(
     preferred_time: str | None,
     actor: Actor,
     origin: str,
+    since: datetime | None = None,
 ) -> tuple[Change, dict[str, Any]]:
-    """A new callback request for `team`, due in the tenant's callback term counted from `desk.now`."""
+    """A callback request for `team`, due in the tenant's callback term counted from `since` (the moment
+    the promise was made: the call of a phone note; default now). A contact has at most one open request
+    per team: asked again (three agents refusing one transfer at once), the open one is the answer and
+    the history notes the new ask."""
     term = desk.tenant.loaded.rules.callback_term()
     if term is None:
         raise CaseError(422, f"tenant '{state.tenant}' has no callback norm in its rules")
+    existing = open_callback(state, team)
+    if existing is not None:
+        return _asked_again(desk, existing, team, reason, actor, origin), public_callback(existing)
     n = int(state.fields.get("callbacks", "0")) + 1
     cbid = callback_id(state.cid, n)
-    deadline = desk.tenant.deadline("callback", term, desk.now)
+    start = since or desk.now
+    deadline = desk.tenant.deadline("callback", term, start)
     cb = {
         "id": cbid,
         "contact_id": state.cid,
         "tenant": state.tenant,
         "team": team,
         "reason": reason,
-        "phone": phone or "",
+        "phone": e164_or_as_is(phone) if phone else "",
         "preferred_time": preferred_time or "",
         "status": "open",
+        "counted_from": start.isoformat(),
         "created_at": desk.now.isoformat(),
         "created_by": actor.agent or "",
         "origin": origin,
@@ -509,6 +592,25 @@ def callback_change(
     return change, public_callback(cb)
 
 
+def _asked_again(
+    desk: Desk, existing: dict[str, str], team: str, reason: str, actor: Actor, origin: str
+) -> Change:
+    """A callback asked of a team that has one open: only the history notes it."""
+    change = Change()
+    change.history.append(
+        {
+            "event": "callback.requested_again",
+            "at": desk.now.isoformat(),
+            "callback_id": existing["id"],
+            "team": team,
+            **actor.history(),
+            "reason": reason,
+            "origin": origin,
+        }
+    )
+    return change
+
+
 def request_callback(
     state: CaseState,
     desk: Desk,
@@ -521,13 +623,15 @@ def request_callback(
     origin: str = "agent",
     by: str | None = None,
     agent_name: str | None = None,
+    since: datetime | None = None,
 ) -> Decision:
-    """An agent asks `team` (default: the contact's team) to call the resident back."""
+    """An agent asks `team` (default: the contact's team) to call the resident back; the answer is the
+    open request of that team when there is one."""
     if state.status == "closed":
         raise CaseError(409, "the contact is closed; reopen it by a new contact")
     target = team or state.team
     if target not in desk.team_ids():
-        raise _unknown_team("team", target, state.tenant)
+        raise _unknown_team("team", target, state.tenant, desk.team_ids())
     return callback_change(
         state,
         desk,
@@ -537,7 +641,18 @@ def request_callback(
         preferred_time=preferred_time,
         actor=Actor(agent, by, agent_name),
         origin=origin,
+        since=since,
     )
+
+
+def _callback_of(state: CaseState, cbid: str) -> tuple[int, dict[str, str]]:
+    parsed = parse_callback_id(cbid)
+    cb = state.callbacks.get(parsed[1]) if parsed and parsed[0] == state.cid else None
+    if parsed is None or cb is None:
+        raise CaseError(404, f"no callback request with id '{cbid}'")
+    if cb["status"] != "open":
+        raise CaseError(409, "the callback request is already closed", callback_request=public_callback(cb))
+    return parsed[1], cb
 
 
 def record_attempt(
@@ -551,21 +666,21 @@ def record_attempt(
     by: str | None = None,
     agent_name: str | None = None,
 ) -> Decision:
-    """One attempt to call back; `reached` closes the request, its timers and its work-list entry."""
-    parsed = parse_callback_id(cbid)
-    cb = state.callbacks.get(parsed[1]) if parsed and parsed[0] == state.cid else None
-    if parsed is None or cb is None:
-        raise CaseError(404, f"no callback request with id '{cbid}'")
-    if cb["status"] != "open":
-        raise CaseError(409, "the callback request is already closed", callback_request=public_callback(cb))
+    """One attempt to call back; `reached` closes the request. A tenant with a callback policy closes it
+    as `unreachable` after its number of attempts that did not reach the resident, and follows up."""
+    n, cb = _callback_of(state, cbid)
     now = desk.now.isoformat()
     attempts = int(cb.get("attempts", "0")) + 1
     closes = outcome == "reached"
-    updated = {"attempts": str(attempts), "last_outcome": outcome, "last_attempt_at": now}
-    if closes:
-        updated.update(status="closed", closed_at=now, closed_reason="reached")
+    failed = int(cb.get("failed_attempts", "0")) + (0 if closes else 1)
+    updated = {
+        "attempts": str(attempts),
+        "failed_attempts": str(failed),
+        "last_outcome": outcome,
+        "last_attempt_at": now,
+    }
     actor = Actor(agent, by, agent_name)
-    change = Change(callbacks={parsed[1]: updated})
+    change = Change(callbacks={n: updated})
     change.history.append(
         {
             "event": "callback.attempted",
@@ -577,6 +692,8 @@ def record_attempt(
             "attempt": attempts,
         }
     )
+    policy = desk.tenant.loaded.rules.callback_policy
+    gives_up = not closes and policy is not None and failed >= policy.attempts
     change.outbox.append(
         desk.event(
             "callback.attempted",
@@ -585,16 +702,131 @@ def record_attempt(
             outcome=outcome,
             attempt=attempts,
             **actor.event(),
-            closed=closes,
+            closed=closes or gives_up,
         )
     )
-    if closes:
-        change.listed_remove.append((cb["team"], cbid))
-        change.timers_remove = timer_members(cbid, "callback")
+    if closes or gives_up:
+        after = {**cb, **updated}
+        ending = _end_callback(
+            state,
+            desk,
+            n,
+            after,
+            reason="reached" if closes else "unreachable",
+            actor=actor,
+            by_policy=gives_up,
+        )
+        change = change.merge(ending)
+        updated = {**updated, **ending.callbacks[n]}
     return change, public_callback({**cb, **updated})
 
 
-# -- responses and closing ------------------------------------------------------------------------
+def close_callback(
+    state: CaseState,
+    desk: Desk,
+    cbid: str,
+    *,
+    reason: str,
+    note: str | None,
+    agent: str,
+    by: str | None = None,
+    agent_name: str | None = None,
+) -> Decision:
+    """The team closes a callback request with a reason (CALLBACK_CLOSE_REASONS); `unreachable` follows
+    the tenant's callback policy (a letter or e-mail to the resident)."""
+    n, cb = _callback_of(state, cbid)
+    actor = Actor(agent, by, agent_name)
+    change = _end_callback(state, desk, n, cb, reason=reason, actor=actor, note=note)
+    return change, public_callback({**cb, **change.callbacks[n]})
+
+
+def _end_callback(
+    state: CaseState,
+    desk: Desk,
+    n: int,
+    cb: dict[str, str],
+    *,
+    reason: str,
+    actor: Actor,
+    note: str | None = None,
+    by_policy: bool = False,
+) -> Change:
+    """Close callback request `n`: its work-list entry and timers go; an `unreachable` one gets the
+    policy's follow-up."""
+    cbid = cb["id"]
+    now = desk.now.isoformat()
+    closed = {"status": "closed", "closed_at": now, "closed_reason": reason}
+    change = Change(callbacks={n: closed})
+    policy = desk.tenant.loaded.rules.callback_policy
+    follow_up: dict[str, Any] | None = None
+    if reason == "unreachable" and policy is not None and policy.then != "close":
+        follow_up = _unreachable_notice(state, desk, change, cb, policy.then)
+    change.history.append(
+        {
+            "event": "callback.closed",
+            "at": now,
+            "callback_id": cbid,
+            "reason": reason,
+            "note": note,
+            **actor.history(),
+            "by_policy": by_policy,
+            "follow_up": follow_up["channel"] if follow_up else None,
+        }
+    )
+    change.outbox.append(
+        desk.event(
+            "callback.closed",
+            state,
+            callback_id=cbid,
+            team=cb["team"],
+            reason=reason,
+            by_policy=by_policy,
+            follow_up=follow_up["channel"] if follow_up else None,
+            **actor.event(),
+        )
+    )
+    change.listed_remove.append((cb["team"], cbid))
+    change.timers_remove = timer_members(cbid, "callback")
+    return change
+
+
+def _notice_channel(contact: Contact, wanted: NoticeChannel) -> tuple[NoticeChannel, str | None]:
+    email = contact.sender.email if contact.sender and contact.sender.email else None
+    return ("email", email) if wanted == "email" and email else ("letter", None)
+
+
+def deliver_notice(state: CaseState, desk: Desk, change: Change, notice: Notice, team: str) -> dict[str, Any]:
+    """An e-mail the service can send goes into `change.notices`; anything else becomes a work item for
+    `team`, which tells the resident. Returns the notice as the API shows it."""
+    sent = notice.channel == "email" and desk.mails
+    if sent:
+        change.notices.append(notice)
+    else:
+        item = {"notice": notice.public(sent=False), "contact": state.contact().model_dump(mode="json")}
+        headers = {topology.H_CONTACT_ID: state.cid, "x-notice": notice.kind}
+        change.outbox.append(team_item(desk.names, state.tenant, team, item, str(uuid.uuid4()), headers))
+    return notice.public(sent=sent)
+
+
+def _unreachable_notice(
+    state: CaseState, desk: Desk, change: Change, cb: dict[str, str], wanted: NoticeChannel
+) -> dict[str, Any]:
+    contact = state.contact()
+    rules = desk.tenant.loaded.rules
+    subject, text = unreachable_text(
+        tenant_name=rules.name,
+        reference=contact.reference,
+        attempts=int(cb.get("attempts", "0")),
+        phone=rules.contact_details.phone,
+    )
+    channel, to = _notice_channel(contact, wanted)
+    notice = Notice(
+        "callback_unreachable", state.tenant, state.cid, contact.reference, channel, subject, text, to
+    )
+    return deliver_notice(state, desk, change, notice, cb["team"])
+
+
+# -- responses, extensions and closing ------------------------------------------------------------
 
 
 def record_response(
@@ -607,11 +839,16 @@ def record_response(
     by: str | None = None,
     agent_name: str | None = None,
 ) -> Decision:
-    """The resident got an acknowledgement or a reaction: that deadline is met (on time or late)."""
+    """The resident got an acknowledgement or a reaction: that deadline is met (on time or late). The
+    moment is written once: recording it again changes nothing and answers the first one."""
     if state.status == "closed":
         raise CaseError(409, "the contact is closed")
     deadline = next((d for d in state.deadlines() if d["kind"] == kind), None)
     due = deadline["due"] if deadline else None
+    met_at = state.fields.get(f"met:{kind}")
+    if met_at:
+        on_time = due is None or datetime.fromisoformat(met_at) <= datetime.fromisoformat(due)
+        return Change(), {"id": state.cid, "kind": kind, "on_time": on_time, "due": due, "met_at": met_at}
     met = deadline is None or desk.now <= datetime.fromisoformat(deadline["due"])
     actor = Actor(agent, by, agent_name)
     change = Change(fields={f"met:{kind}": desk.now.isoformat()})
@@ -627,9 +864,157 @@ def record_response(
     )
     change.outbox.append(desk.event("deadline.met", state, kind=kind, on_time=met, due=due, **actor.event()))
     change.timers_remove = timer_members(state.cid, kind)
-    if kind == "respond":
-        change.listed_add.append((state.team, state.cid, NO_DEADLINE_SCORE))
-    return change, {"id": state.cid, "kind": kind, "on_time": met, "due": due}
+    # The work list follows the soonest deadline still open (the next one once this one is met).
+    after = CaseState(state.cid, {**state.fields, **change.fields}, parsed=state.parsed)
+    if state.status == "routed" and contact_score(after) != contact_score(state):
+        change.listed_add.append((state.team, state.cid, contact_score(after)))
+    return change, {"id": state.cid, "kind": kind, "on_time": met, "due": due, "met_at": desk.now.isoformat()}
+
+
+def _extensible(state: CaseState, desk: Desk, deadlines: list[dict[str, str]], kind: str) -> tuple[int, Term]:
+    """Where the `kind` deadline is and its term, or the CaseError that refuses to extend it."""
+    if state.status == "closed":
+        raise CaseError(409, "the contact is closed")
+    index = next((i for i, d in enumerate(deadlines) if d["kind"] == kind), None)
+    if index is None:
+        kinds = ", ".join(d["kind"] for d in deadlines) or "none"
+        # 409, not 422: the request is well formed; this contact's deadlines do not allow it.
+        raise CaseError(
+            409,
+            f"the contact has no '{kind}' deadline",
+            fields=[{"field": "kind", "message": f"the deadlines of this contact: {kinds}"}],
+        )
+    d = deadlines[index]
+    term = Term.parse(d["term"])
+    if term.extension is None:
+        raise CaseError(
+            409,
+            f"the norm of the '{kind}' deadline ({term}) has no extension term",
+            fields=[
+                {
+                    "field": "kind",
+                    "message": "only a norm with an extension (e.g. '12 weeks + 6 weeks') extends",
+                }
+            ],
+        )
+    if state.fields.get(f"met:{kind}"):
+        raise CaseError(409, f"the '{kind}' deadline is already met")
+    if "original_due" in d:
+        raise CaseError(
+            409, f"the '{kind}' deadline was already extended (to {d['due']}); a term extends once"
+        )
+    if desk.now > datetime.fromisoformat(d["due"]):
+        raise CaseError(
+            409, f"the '{kind}' deadline passed at {d['due']}; a term can only be extended before it ends"
+        )
+    return index, term
+
+
+def _extension_notice(
+    state: CaseState, desk: Desk, change: Change, term: Term, due: datetime
+) -> dict[str, Any]:
+    """Tell the resident of the new date: an e-mail where there is an address, else a letter."""
+    assert term.extension is not None
+    contact = state.contact()
+    rules = desk.tenant.loaded.rules
+    subject, text = extension_text(
+        tenant_name=rules.name,
+        reference=contact.reference,
+        category=state.fields.get("category") or None,
+        extension=term.extension,
+        due=due,
+        term=term,
+        zone=rules.calendar.timezone,
+        phone=rules.contact_details.phone,
+    )
+    channel, to = _notice_channel(contact, "email")
+    return deliver_notice(
+        state,
+        desk,
+        change,
+        Notice("deadline_extended", state.tenant, state.cid, contact.reference, channel, subject, text, to),
+        state.team,
+    )
+
+
+def extend(
+    state: CaseState,
+    desk: Desk,
+    *,
+    kind: str,
+    reason: str,
+    agent: str,
+    by: str | None = None,
+    agent_name: str | None = None,
+) -> Decision:
+    """Extend the `kind` deadline by its norm's extension term ("12 weeks + 6 weeks": to 18 weeks from
+    receipt), once, before it ends. The new deadline is recorded with its reason, and the resident is
+    told: by e-mail from the service where it can, otherwise through a work item for the team."""
+    deadlines = state.deadlines()
+    index, term = _extensible(state, desk, deadlines, kind)
+    d = deadlines[index]
+    assert term.extension is not None
+    received = datetime.fromisoformat(state.fields["received_at"])
+    calendar = desk.tenant.calendar
+    due = calendar.deadline(received, term.extended())
+    warning_at = calendar.warning_point(received, term.extended())
+    extension = str(term.extension)
+    new = {
+        **d,
+        "due": due.isoformat(),
+        "warning_at": warning_at.isoformat(),
+        "original_due": d["due"],
+        "extension": extension,
+        "extended_at": desk.now.isoformat(),
+    }
+    deadlines[index] = new
+    actor = Actor(agent, by, agent_name)
+    change = Change(fields={"deadlines": dumps(deadlines)})
+    change.timers_remove = timer_members(state.cid, kind)
+    change.timers_add = {
+        f"{state.cid}|{kind}|warning": epoch_ms(warning_at),
+        f"{state.cid}|{kind}|breach": epoch_ms(due),
+    }
+    if state.status == "routed":
+        change.listed_add.append((state.team, state.cid, contact_score(state, deadlines)))
+    notice = _extension_notice(state, desk, change, term, due)
+    change.history.append(
+        {
+            "event": "deadline.extended",
+            "at": desk.now.isoformat(),
+            "kind": kind,
+            "due": new["due"],
+            "original_due": d["due"],
+            "extension": extension,
+            **actor.history(),
+            "reason": reason,
+            "notice": notice["channel"],
+        }
+    )
+    change.outbox.append(
+        desk.event(
+            "deadline.extended",
+            state,
+            kind=kind,
+            due=new["due"],
+            original_due=d["due"],
+            extension=extension,
+            notice=notice["channel"],
+            notice_sent=notice["sent_by_service"],
+            **actor.event(),
+        )
+    )
+    result = {
+        "id": state.cid,
+        "kind": kind,
+        "term": d["term"],
+        "extension": extension,
+        "original_due": d["due"],
+        "due": new["due"],
+        "warning_at": new["warning_at"],
+        "notice": notice,
+    }
+    return change, result
 
 
 def close(

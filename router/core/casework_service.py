@@ -17,9 +17,10 @@ from typing import Any
 
 from router import logs
 from router.core import casework
-from router.core.casework import NO_DEADLINE_SCORE, CaseError, CaseState, Decision, Desk, parse_callback_id
+from router.core.casework import CaseError, CaseState, Decision, Desk, parse_callback_id
 from router.core.clock import Clock
-from router.core.ports import CaseStore, Outbound
+from router.core.deadlines import soonest_open, time_left
+from router.core.ports import CaseStore, Notifier, Outbound
 from router.core.tenants import Tenant
 from router.core.topology import Names
 
@@ -36,12 +37,15 @@ class Casework:
         tenants: Mapping[str, Tenant],
         clock: Clock,
         outbound: Outbound,
+        notifier: Notifier | None = None,
     ):
         self.store = store
         self.names = names
         self.tenants = tenants
         self.clock = clock
         self.outbound = outbound
+        # Mails residents their notices; without one (no acknowledgement sender) the team gets them.
+        self.notifier = notifier
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -63,15 +67,20 @@ class Casework:
     # -- writing ------------------------------------------------------------------------------------
 
     def desk(self, state: CaseState) -> Desk:
-        return Desk(self.tenants[state.tenant], self.names, self.clock.now())
+        mails = self.notifier is not None and self.notifier.can_mail(state.tenant)
+        return Desk(self.tenants[state.tenant], self.names, self.clock.now(), mails)
 
     async def _decide(self, cid: str, allowed: Allowed, decide: Callable[[CaseState, Desk], Decision]) -> Any:
-        """Load, decide, commit if nobody changed the contact meanwhile; decide again otherwise."""
+        """Load, decide, commit if nobody changed the contact meanwhile; decide again otherwise. A decision
+        that changes nothing (the work was done already) is answered without a commit."""
         for _ in range(10):
             state = await self.open_case(cid, allowed)
             change, result = decide(state, self.desk(state))
-            if await self.store.commit(state, change):
+            if change.is_empty() or await self.store.commit(state, change):
                 await self.flush_outbox(state.cid)
+                if self.notifier is not None:
+                    for notice in change.notices:
+                        self.notifier.send(notice)
                 if isinstance(result, CaseError):
                     raise result
                 return result
@@ -148,11 +157,14 @@ class Casework:
         by: str,
         agent_name: str | None = None,
         allowed: Allowed,
-    ) -> dict[str, Any]:
-        result: dict[str, Any] = await self._decide(
-            cid,
-            allowed,
-            lambda state, desk: casework.request_callback(
+    ) -> tuple[dict[str, Any], bool]:
+        """The callback request, and whether it is new (False: the team's open one, asked again)."""
+        known: set[str] = set()
+
+        def decide(state: CaseState, desk: Desk) -> Decision:
+            known.clear()
+            known.update(cb["id"] for cb in state.callbacks.values())
+            return casework.request_callback(
                 state,
                 desk,
                 team=team,
@@ -162,10 +174,18 @@ class Casework:
                 agent=agent,
                 by=by,
                 agent_name=agent_name,
-            ),
+            )
+
+        result: dict[str, Any] = await self._decide(cid, allowed, decide)
+        created = result["id"] not in known
+        log.info(
+            "callback_requested",
+            contact_id=cid,
+            callback_id=result["id"],
+            team=result["team"],
+            created=created,
         )
-        log.info("callback_requested", contact_id=cid, callback_id=result["id"], team=result["team"])
-        return result
+        return result, created
 
     async def record_attempt(
         self,
@@ -189,6 +209,51 @@ class Casework:
             ),
         )
         log.info("callback_attempted", contact_id=parsed[0], callback_id=cbid, outcome=outcome)
+        return result
+
+    async def close_callback(
+        self,
+        cbid: str,
+        *,
+        reason: str,
+        note: str | None,
+        agent: str,
+        by: str,
+        agent_name: str | None = None,
+        allowed: Allowed,
+    ) -> dict[str, Any]:
+        parsed = parse_callback_id(cbid)
+        if parsed is None:
+            raise CaseError(404, f"no callback request with id '{cbid}'")
+        result: dict[str, Any] = await self._decide(
+            parsed[0],
+            allowed,
+            lambda state, desk: casework.close_callback(
+                state, desk, cbid, reason=reason, note=note, agent=agent, by=by, agent_name=agent_name
+            ),
+        )
+        log.info("callback_closed", contact_id=parsed[0], callback_id=cbid, reason=reason)
+        return result
+
+    async def extend(
+        self,
+        cid: str,
+        *,
+        kind: str,
+        reason: str,
+        agent: str,
+        by: str,
+        agent_name: str | None = None,
+        allowed: Allowed,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._decide(
+            cid,
+            allowed,
+            lambda state, desk: casework.extend(
+                state, desk, kind=kind, reason=reason, agent=agent, by=by, agent_name=agent_name
+            ),
+        )
+        log.info("deadline_extended", contact_id=cid, kind=kind, notice=result["notice"]["channel"])
         return result
 
     async def record_response(
@@ -236,44 +301,77 @@ class Casework:
     async def items(
         self, tenant: str, team: str, *, limit: int = 100, offset: int = 0
     ) -> list[dict[str, Any]]:
-        """A team's open items, soonest deadline first, with the working time left in its calendar."""
+        """A team's open items, soonest open deadline first (of any kind), each with that deadline's kind
+        and term and the time left on the term's own clock."""
         calendar = self.tenants[tenant].calendar
         now = self.clock.now()
         out = []
-        for member, score, row in await self.store.team_items(tenant, team, offset=offset, limit=limit):
-            due = datetime.fromtimestamp(score / 1000, tz=now.tzinfo) if score < NO_DEADLINE_SCORE else None
-            left = calendar.working_time_left(now, due) if due is not None else None
-            item: dict[str, Any] = {
-                "due": due.astimezone(calendar.zone).isoformat() if due else None,
-                "working_time_left_seconds": int(left.total_seconds()) if left is not None else None,
-                "overdue": bool(due and now > due),
-            }
-            item.update(work_item(member, row, due is not None))
+        for member, _score, row, contact_row in await self.store.team_items(
+            tenant, team, offset=offset, limit=limit
+        ):
+            item = work_item(member, row, contact_row)
+            due = datetime.fromisoformat(item["due"]) if item["due"] else None
+            if due is not None:
+                item["due"] = due.astimezone(calendar.zone).isoformat()
+                left = time_left(calendar, now, due, item["term"])
+                item["working_time_left_seconds"] = int(left.total_seconds())
+                item["overdue"] = now > due
             out.append(item)
         return out
 
 
-def work_item(member: str, row: dict[str, str], has_due: bool) -> dict[str, Any]:
-    """What a work list shows of one member: a callback request or a contact."""
+def _last_note(contact: dict[str, Any]) -> str | None:
+    """The note of the latest hand-over that had one (warm transfer)."""
+    for hop in reversed(contact.get("hops") or []):
+        if hop.get("note"):
+            note: str = hop["note"]
+            return note
+    return None
+
+
+def work_item(member: str, row: dict[str, str], contact_row: dict[str, str]) -> dict[str, Any]:
+    """What a work list shows of one member, a callback request or a contact: what the agent needs to
+    act (who, about what, through which channel, since when, the last hand-over note) and the deadline
+    it is listed by."""
+    contact: dict[str, Any] = json.loads(contact_row["contact"]) if "contact" in contact_row else {}
+    sender = contact.get("sender") or {}
+    common: dict[str, Any] = {
+        "reference": contact.get("reference"),
+        "channel": contact_row.get("channel") or contact.get("channel"),
+        "received_at": contact_row.get("received_at") or contact.get("received_at"),
+        "sender_name": sender.get("name"),
+        "subject": contact.get("subject"),
+        "last_note": _last_note(contact),
+        "category": contact_row.get("category") or None,
+    }
+    timing: dict[str, Any] = {"working_time_left_seconds": None, "overdue": False}
     if parse_callback_id(member):
         return {
             "kind": "callback_request",
             "id": member,
             "contact_id": row["contact_id"],
+            "due": row.get("due") or None,
             "deadline_kind": "callback",
+            "term": row.get("term") or None,
+            **timing,
+            **common,
             "reason": row.get("reason"),
-            "attempts": int(row.get("attempts", "0")),
+            "phone": row.get("phone") or None,
             "preferred_time": row.get("preferred_time") or None,
+            "attempts": int(row.get("attempts", "0")),
         }
-    contact = json.loads(row["contact"]) if "contact" in row else {}
+    first = soonest_open(
+        json.loads(row.get("deadlines", "[]")), row, "acknowledged_at" in (contact.get("metadata") or {})
+    )
     return {
         "kind": "contact",
         "id": member,
-        "deadline_kind": "respond" if has_due else None,
-        "reference": contact.get("reference"),
-        "channel": row.get("channel"),
-        "category": row.get("category") or None,
-        "subject": contact.get("subject"),
+        "contact_id": member,
+        "due": first.due.isoformat() if first else None,
+        "deadline_kind": first.kind if first else None,
+        "term": first.term if first else None,
+        **timing,
+        **common,
         "transfers": int(row.get("transfers", "0")),
         "status": row.get("status"),
     }

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -56,6 +57,31 @@ METADATA_KEY_CHARS = 100
 METADATA_VALUE_CHARS = 2000
 
 
+# JSON types as the schema states them. pydantic's lax mode would also take a number as a Unix time, 0/1
+# as a boolean and "5" as a number: input the JSON Schema refuses and no sender means.
+def _moment(value: Any) -> Any:
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be a date-time: ISO 8601 text with an offset")
+    return value
+
+
+def _boolean(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _whole_number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number")
+    return value
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_moment)]
+Flag = Annotated[bool, BeforeValidator(_boolean)]
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
@@ -87,7 +113,7 @@ class Attachment(_Model):
 
     filename: ShortText
     content_type: Annotated[str, StringConstraints(max_length=200)] = "application/octet-stream"
-    size: int = Field(ge=0)
+    size: WholeNumber = Field(ge=0)
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
 
 
@@ -98,7 +124,7 @@ class Hop(_Model):
     team: Identifier
     from_team: Identifier | None = None
     agent: ShortText | None = None
-    at: AwareDatetime
+    at: Moment
     note: Annotated[str, StringConstraints(max_length=10_000)] | None = None
 
 
@@ -110,8 +136,8 @@ class Contact(_Model):
     )
     tenant: Identifier
     channel: Identifier = Field(description=f"One of {', '.join(KNOWN_CHANNELS)}, or an added channel.")
-    # Bounds checked by pydantic itself (no Python call on the router's hot path).
-    received_at: AwareDatetime = Field(
+    # Bounds checked by pydantic itself; `Moment` adds one type check (text, not a Unix number).
+    received_at: Moment = Field(
         ge=RECEIVED_MIN,
         lt=RECEIVED_MAX,
         description="When the channel received it; from 1900 on, and not (more than minutes) in the future",
@@ -123,7 +149,7 @@ class Contact(_Model):
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")] = "nl"
     attachments: Annotated[list[Attachment], Field(max_length=100)] = []
     category: Identifier | None = None
-    confidential: bool = False
+    confidential: Flag = False
     hops: Annotated[list[Hop], Field(max_length=100)] = []
     metadata: Annotated[
         dict[

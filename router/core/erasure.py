@@ -138,10 +138,16 @@ def _document_matches(who: Subject, doc: Mapping[str, Any]) -> bool:
     return _contact_matches(who, doc)  # a contact as published (router.contacts, router.dead)
 
 
+def _shaped(doc: Mapping[str, Any]) -> bool:
+    """A document whose fields `_document_matches` reads: a contact, a work item, an escalation, an event."""
+    return any(key in doc for key in ("contact", "contact_id", "source", "channel"))
+
+
 def _raw_needles(who: Subject) -> list[bytes]:
     needles = [e.encode() for e in who.emails] + [r.lower().encode() for r in who.references]
     for phone in who.phones:
         needles.append(phone.encode())
+        needles.append(phone.removeprefix("+").encode())  # WhatsApp's wa_id: E.164 without the plus
         with contextlib.suppress(phonenumbers.NumberParseException):
             national = str(phonenumbers.parse(phone).national_number)
             needles.append(("0" + national).encode())
@@ -170,7 +176,12 @@ def matches(
     if isinstance(header, str) and header in who.contact_ids:
         return True
     if isinstance(doc, dict):
-        return _document_matches(who, doc)
+        if _document_matches(who, doc):
+            return True
+        if _shaped(doc):
+            return False  # a contact, item or event of someone else, even if it mentions the address
+        # Any other JSON (an adapter's input that failed validation, a webhook of an unexpected shape):
+        # searched as text, like a raw mail.
     if routing_key and "." in routing_key and routing_key.split(".", 1)[0] != who.tenant:
         return False  # `<tenant>.<channel>` of another tenant
     lowered = body.lower()
@@ -199,6 +210,13 @@ class Privacy:
     policy: RetentionPolicy
     clock: Clock
 
+    async def close(self) -> None:
+        """Close what the stores opened for themselves (a store that opens on first use)."""
+        for store in self.stores:
+            closer = getattr(store, "close", None)
+            if closer is not None:
+                await closer()
+
     async def find(self, who: Subject) -> Subject:
         """The subject with the contact ids every store can name."""
         found = set(who.contact_ids)
@@ -218,6 +236,17 @@ class Privacy:
                 done.append(await store.erase(full))
             except Exception as exc:
                 raise ErasureIncomplete(full, done, store.name, exc) from exc
+        # A contact of theirs that a router took from its queue while the erasure ran is in the state
+        # store now: once more for what turned up since.
+        again = await self.find(who)
+        if late := again.contact_ids - full.contact_ids:
+            log.info("erasure_second_pass", tenant=full.tenant, contacts=len(late))
+            full = again
+            for store in self.stores:
+                try:
+                    done.append(await store.erase(full))
+                except Exception as exc:
+                    raise ErasureIncomplete(full, done, store.name, exc) from exc
         log.info(
             "erased",
             tenant=full.tenant,

@@ -67,6 +67,12 @@ def parse_json(raw: bytes) -> Any:
         else:  # int() refuses more than 4300 digits
             msg = "number too long"
         raise BodyError(400, f"malformed JSON: {msg}") from exc
+    try:
+        # A \ud800-style escape on its own is half a character: no text, and nothing downstream
+        # (orjson, Redis, the broker's UTF-8) can carry it.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BodyError(400, "malformed JSON: a \\u escape stands for half a character") from None
     if (where := nul_field(data)) is not None:
         raise BodyError(
             422,

@@ -22,6 +22,7 @@ from router.core.classify import Decision
 from router.core.clock import Clock
 from router.core.contact import Contact
 from router.core.messages import OutMessage
+from router.core.metrics import NO_METRICS, Metrics
 from router.core.ports import Delivery, Staged, Store, Tx
 from router.core.redact import plain_id
 from router.core.routing import Routed
@@ -74,13 +75,20 @@ class BatchResult:
 
 class RoutingCore:
     def __init__(
-        self, tenants: Mapping[str, Tenant], store: Store, names: Names, clock: Clock, lease_ms: int
+        self,
+        tenants: Mapping[str, Tenant],
+        store: Store,
+        names: Names,
+        clock: Clock,
+        lease_ms: int,
+        metrics: Metrics = NO_METRICS,
     ):
         self.tenants = tenants
         self.store = store
         self.names = names
         self.clock = clock
         self.lease_ms = lease_ms
+        self.metrics = metrics
 
     def parse(self, delivery: Delivery) -> tuple[Contact, Tenant] | Dead:
         parsed = routing.parse(delivery, self.tenants, self.clock.now())
@@ -199,6 +207,10 @@ class RoutingCore:
 
     async def after_commit(self, result: BatchResult) -> None:
         await self.store.commit([p.staged for p in result.routed])
+        try:
+            self._count(result)
+        except Exception:  # a count must never stop the routing
+            log.exception("metrics_failed")
         for p in result.routed:
             log.info(
                 "contact_" + p.summary,
@@ -217,3 +229,17 @@ class RoutingCore:
                 message_id=plain_id(dead.delivery.message_id),
                 reason=dead.reason[:200],
             )
+
+    def _count(self, result: BatchResult) -> None:
+        """Counted once the broker committed the batch and the store recorded it (a batch recorded after
+        a reconnect, in doubt until then, is counted then)."""
+        now = self.clock.now()
+        metrics = self.metrics
+        for p in result.routed:
+            contact = p.routed.contact
+            seconds = (now - contact.received_at).total_seconds()
+            metrics.routed(p.staged.tenant, contact.channel, p.staged.team, p.summary, seconds)
+            for m in p.messages:
+                metrics.published(m)
+        for dead in result.dead:
+            metrics.dead_lettered(dead.delivery.routing_key, dead.reason, "router")

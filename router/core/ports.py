@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 from router.core.casework import CaseState, Change
 from router.core.clock import Clock
 from router.core.messages import OutMessage
+from router.core.notices import Notice
 from router.core.retention import RetentionPolicy
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "ContactRecord",
     "Delivery",
     "Join",
+    "Notifier",
     "OutMessage",
     "Outbound",
     "PersonalData",
@@ -213,8 +215,22 @@ class CaseStore(Protocol):
 
     async def team_items(
         self, tenant: str, team: str, *, offset: int, limit: int
-    ) -> list[tuple[str, float, dict[str, str]]]:
-        """A team's work list in order: (member, score, fields of the contact or callback request)."""
+    ) -> list[tuple[str, float, dict[str, str], dict[str, str]]]:
+        """A team's work list in order: (member, score, fields of the contact or callback request, fields
+        of the contact it belongs to — the same dict for a contact)."""
+        ...
+
+
+class Notifier(Protocol):
+    """Mails a resident a notice (an extended term, a callback that could not reach them): the kit's
+    acknowledgement sender, in the background with retries, best effort like the acknowledgements."""
+
+    def can_mail(self, tenant: str) -> bool:
+        """Whether this deployment sends mail for `tenant` (an acknowledgement sender is configured)."""
+        ...
+
+    def send(self, notice: Notice) -> None:
+        """Send `notice` to `notice.to`; returns at once."""
         ...
 
 

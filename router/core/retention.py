@@ -134,6 +134,7 @@ PeriodField = Annotated[
 
 DEFAULT_CLOSED_CONTACTS = Period(12, "month")
 DEFAULT_DEAD_LETTERS = Period(30, "day")
+DEFAULT_AUDIT = Period(2, "year")
 
 
 class Retention(BaseModel):
@@ -146,6 +147,10 @@ class Retention(BaseModel):
     closed_contacts: PeriodField = DEFAULT_CLOSED_CONTACTS
     # A message in router.dead, counted from when it was dead-lettered.
     dead_letters: PeriodField = DEFAULT_DEAD_LETTERS
+    # A row of the audit table (who viewed or changed which contact), counted from its time; kept on
+    # erasure (AVG art. 17(3)(b)). Two years: the BIO's "at least six months" of logging, and the
+    # usual term for investigating a complaint about access.
+    audit: PeriodField = DEFAULT_AUDIT
 
 
 class RetentionPolicy:

@@ -5,8 +5,11 @@
       2. deadlines           the service norms for channel and category, in the tenant's workdays
       3. the routed state    the contact as the store will hold it once routed
       4. phone outcome       what the agent already did on the line, carried out by the same case-work
-                             decisions as the agent API (close, transfer, callback request)
-      5. staged + messages   the store's record, work lists and timers; the team work item and events
+                             decisions as the agent API (close, transfer, callback request), with the
+                             terms counted from the call, not from when the note is read
+      5. staged + messages   the store's record, work lists and timers; the team work item and events;
+                             a deadline already past on arrival (a note logged long after the call) is
+                             escalated at once, in the same transaction
 
 A reply to an earlier contact (a quoted reference or a known Message-ID) joins it instead: `follow_up`.
 Pure: no store, no broker; `router.core.pipeline` runs it for a batch inside a broker transaction.
@@ -16,14 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
 from router.core import casework, topology
-from router.core.casework import NO_DEADLINE_SCORE, CaseError, CaseState, Change, Desk
+from router.core.casework import NO_DEADLINE_SCORE, CaseError, CaseState, Change, Desk, parse_callback_id
 from router.core.classify import Decision
 from router.core.clock import epoch_ms
 from router.core.contact import (
@@ -34,6 +37,7 @@ from router.core.contact import (
     find_reference,
     summarise_errors,
 )
+from router.core.deadlines import breach_messages, score, soonest_open
 from router.core.messages import OutMessage, dumps, event_message, team_item
 from router.core.ports import Delivery, Join, Staged
 from router.core.tenants import Deadline, Tenant
@@ -117,9 +121,11 @@ def route(contact: Contact, tenant: Tenant, names: Names, now: datetime, token: 
         *(m for m in change.outbox if m.exchange != names(topology.TEAMS)),
     ]
     staged = stage(routed, change, decision, deadlines, contact, token)
-    messages = events
+    late = late_on_arrival(desk, routed, change, contact, staged)
+    messages = [*events, *late]
     if staged.final_status != "closed":
-        messages = [routed_item(desk, routed, change, decision, deadline_dicts, contact), *events]
+        item = routed_item(desk, routed, change, decision, deadline_dicts, contact, escalated(late))
+        messages = [item, *messages]
     return Routed(contact, decision, deadlines, staged, messages, summary)
 
 
@@ -162,12 +168,17 @@ def phone_outcome(state: CaseState, desk: Desk) -> tuple[Change, str]:
         )
         to_team = None
     note = meta.get("phone.note")
+    # The promises of the call (a callback within the term) count from the call, whenever the note is
+    # read: the contact's received_at is the call's time.
+    call = contact.received_at
     if outcome == "answered":
         closed, _ = casework.close(state, desk, resolution="answered on the phone", agent=agent)
         return change.merge(closed), "answered"
     if outcome == "transferred" and to_team and to_team != state.team:
         try:
-            moved, result = casework.transfer(state, desk, to_team=to_team, note=note, agent=agent)
+            moved, result = casework.transfer(
+                state, desk, to_team=to_team, note=note, agent=agent, since=call
+            )
         except CaseError:  # refused at the limit and the tenant has no callback norm: routed as it is
             return change, "routed"
         return change.merge(moved), "callback_requested" if isinstance(result, CaseError) else "transferred"
@@ -182,6 +193,7 @@ def phone_outcome(state: CaseState, desk: Desk) -> tuple[Change, str]:
                 preferred_time=meta.get("phone.preferred_time"),
                 agent=agent,
                 origin="phone_note",
+                since=call,
             )
         except CaseError:  # the tenant has no callback norm: the note is routed as it is
             return change, "routed"
@@ -234,8 +246,9 @@ def stage(
     ]
     timers = [] if final_status == "closed" else deadline_timers(contact, deadlines)
     timers += list(change.timers_add.items())
-    respond = [d for d in deadlines if d.kind == "respond"]
-    score = epoch_ms(min(d.due for d in respond)) if respond else NO_DEADLINE_SCORE
+    # The work list's order: the soonest open deadline of any kind ("immediately" and an acknowledgement
+    # the adapter sent are not open).
+    first = soonest_open((d.as_dict() for d in deadlines), {}, "acknowledged_at" in contact.metadata)
     return Staged(
         cid=routed.cid,
         tenant=routed.tenant,
@@ -246,7 +259,7 @@ def stage(
         fields=_routing(routed.fields),
         history=[dumps(h) for h in history],
         reference=contact.reference,
-        team_score_ms=None if final_status == "closed" else score,
+        team_score_ms=None if final_status == "closed" else score(first),
         timers=timers,
         callbacks=dict(change.callbacks),  # not the shared empty change's own dict
         listed=[entry for entry in change.listed_add if entry[1] != routed.cid],
@@ -275,6 +288,57 @@ def deadline_timers(contact: Contact, deadlines: list[Deadline]) -> list[tuple[s
     ]
 
 
+def late_on_arrival(
+    desk: Desk, routed: CaseState, change: Change, contact: Contact, staged: Staged
+) -> list[OutMessage]:
+    """The deadlines already past when the contact is routed (a phone note logged days after the call):
+    escalated now, in the routing transaction, as the scheduler would have done at their due time; their
+    timers are dropped (the warning is moot too). Changes `staged`: timers and history."""
+    now_ms = epoch_ms(desk.now)
+    late = [(member, due) for member, due in staged.timers if member.endswith("|breach") and due <= now_ms]
+    if not late:
+        return []
+    messages: list[OutMessage] = []
+    gone: set[str] = set()
+    for member, due_ms in late:
+        subject, kind, _ = member.split("|")
+        parsed = parse_callback_id(subject)
+        team = change.callbacks[parsed[1]]["team"] if parsed else routed.team
+        due = datetime.fromtimestamp(due_ms / 1000, tz=desk.now.tzinfo)
+        messages += breach_messages(
+            desk.names,
+            desk.now,
+            tenant=routed.tenant,
+            contact_id=routed.cid,
+            callback_id=subject if parsed else None,
+            kind=kind,
+            team=team,
+            due=due,
+            reference=contact.reference,
+            on_arrival=True,
+        )
+        staged.history.append(
+            dumps(
+                {
+                    "event": "deadline.breached",
+                    "at": desk.now.isoformat(),
+                    "kind": kind,
+                    "callback_id": subject if parsed else None,
+                    "due": due.astimezone(UTC).isoformat(),
+                    "on_arrival": True,
+                }
+            )
+        )
+        gone |= {f"{subject}|{kind}|warning", member}
+    staged.timers = [t for t in staged.timers if t[0] not in gone]
+    return messages
+
+
+def escalated(messages: list[OutMessage]) -> list[str]:
+    """The kinds of deadline escalated on arrival, for the team item."""
+    return [orjson.loads(m.body)["kind"] for m in messages if m.message_id.startswith("escalation:")]
+
+
 def routed_item(
     desk: Desk,
     routed: CaseState,
@@ -282,9 +346,11 @@ def routed_item(
     decision: Decision,
     deadlines: list[dict[str, str]],
     contact: Contact,
+    escalated_kinds: list[str] | None = None,
 ) -> OutMessage:
     """The team work item: the contact, and why it went where it went (one item, whatever happened on
-    the line; a callback request created with it travels in the same item)."""
+    the line; a callback request created with it travels in the same item). `escalated_kinds`: the kinds
+    of deadline that were already past when it arrived."""
     routing = {
         "team": routed.team,
         "category": decision.category,
@@ -296,6 +362,8 @@ def routed_item(
         "transfer_limit": desk.transfer_limit,
     }
     # The same dict as model_dump(mode="json"), from the stored JSON: C instead of a second dump.
+    if escalated_kinds:
+        routing["escalated"] = escalated_kinds
     envelope: dict[str, Any] = {"contact": orjson.loads(routed.fields["contact"]), "routing": routing}
     if change.callbacks:
         first = change.callbacks[min(change.callbacks)]

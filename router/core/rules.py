@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
@@ -68,6 +68,15 @@ class Conditions(_Model):
         return data
 
 
+class CallbackPolicy(_Model):
+    """When a callback request ends without the resident reached: after `attempts` calls that did not reach
+    them (no answer, wrong number), the request closes as `unreachable` and `then` says what follows: the
+    team sends a letter, the resident gets an e-mail (a letter when there is no address), or nothing."""
+
+    attempts: int = Field(ge=1, le=20)
+    then: Literal["letter", "email", "close"]
+
+
 class Route(_Model):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     team: Identifier
@@ -84,6 +93,8 @@ class TenantRules(_Model):
     # Where a contact goes when it may not be transferred further ("wrong desk" past the limit).
     coordinating_team: Identifier
     transfer_limit: int = Field(ge=0, le=10)
+    # Without one, a callback request stays open until it is reached or closed with a reason.
+    callback_policy: CallbackPolicy | None = None
     contact_details: ContactDetails = ContactDetails()
     routes: list[Route] = []
     # Without a calendar: Mon–Fri 08:30–17:00 and the gemeente holidays.

@@ -21,10 +21,11 @@ from router.core.casework import CaseError, public_callback
 from router.core.clock import Clock
 from router.core.contact import Contact, admission_problems, field_errors
 from router.core.ports import StoreUnavailable
-from router.http import agents, openapi
+from router.http import agents, openapi, schemas
 from router.http.auth import ApiKeys, require_credential
 from router.http.body import MAX_JSON_BYTES, error, read_json
 from router.http.context import CTX, ApiContext
+from router.http.metrics import metrics
 
 __all__ = ["CTX", "ApiContext", "create_app"]
 
@@ -32,7 +33,7 @@ log = logs.get("router.http.app")
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return schemas.answer(schemas.Health, {"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -47,7 +48,7 @@ async def readyz(request: web.Request) -> web.Response:
         checks[name] = problem or "ok"
         ok = ok and problem is None
     body = {"status": "ready" if ok else "unready", "checks": checks, "embedded": ctx.embedded}
-    return web.json_response(body, status=200 if ok else 503)
+    return schemas.answer(schemas.Readiness, body, 200 if ok else 503)
 
 
 async def submit_contact(request: web.Request) -> web.Response:
@@ -74,9 +75,10 @@ async def submit_contact(request: web.Request) -> web.Response:
         log.warning("submit_failed", contact_id=contact.cid, error=type(exc).__name__)
         return error(503, "the contact could not be queued; nothing was accepted, try again")
     log.info("contact_submitted", contact_id=contact.cid, tenant=contact.tenant, integrator=cred.name)
-    return web.json_response(
+    return schemas.answer(
+        schemas.Accepted,
         {"id": contact.cid, "reference": contact.reference, "status": "accepted"},
-        status=202,
+        202,
         headers={"Location": f"/v1/contacts/{contact.cid}"},
     )
 
@@ -118,13 +120,14 @@ async def get_contact(request: web.Request) -> web.Response:
     view["callback_requests"] = callbacks
     version = record.fields.get("version", "")
     view["version"] = version
-    return web.json_response(view, headers={"ETag": f'"{version}"'})
+    return schemas.answer(schemas.ContactView, view, headers={"ETag": f'"{version}"'})
 
 
 async def openapi_document(request: web.Request) -> web.Response:
     """The document of what this app serves: the API, the agent routes and the enabled adapters'."""
     adapters = request.app[ADAPTERS].adapters.values() if ADAPTERS in request.app else ()
-    return web.json_response(openapi.document([type(a) for a in adapters]))
+    tenants = request.app[CTX].tenants
+    return web.json_response(openapi.document([type(a) for a in adapters], tenants))
 
 
 @web.middleware
@@ -174,6 +177,7 @@ def create_app(ctx: ApiContext) -> web.Application:
     app.router.add_post("/v1/contacts", submit_contact)
     app.router.add_get("/v1/contacts/{id}", get_contact)
     app.router.add_get("/v1/openapi.json", openapi_document)
+    app.router.add_get("/metrics", metrics)
     agents.add_routes(app)
     return app
 

@@ -1,4 +1,8 @@
-"""JSON request bodies and JSON errors: {"error": "...", "fields": [{"field": "...", "message": "..."}]}."""
+"""JSON request bodies and JSON errors: {"error": "...", "fields": [{"field": "...", "message": "..."}]}.
+
+A JSON route takes only a body sent as JSON (`Content-Type: application/json`, or a `+json` type):
+anything else is 415, before the body is read.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,20 @@ def error(status: int, message: str, fields: list[dict[str, str]] | None = None)
     return web.json_response(body, status=status)
 
 
+UNSUPPORTED = "send the body as JSON, with Content-Type: application/json"
+
+
+def is_json(content_type: str) -> bool:
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
 async def read_json(request: web.Request) -> Any:
+    if not is_json(request.content_type):
+        raise web.HTTPUnsupportedMediaType(
+            text=json.dumps({"error": UNSUPPORTED}), content_type="application/json"
+        )
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise web.HTTPRequestEntityTooLarge(
             max_size=MAX_JSON_BYTES,

@@ -26,6 +26,8 @@ class ApiContext:
     readiness: dict[str, Callable[[], Awaitable[str | None]]] = field(default_factory=dict)
     embedded: bool = False
     casework: Casework | None = None
+    # The process's Prometheus exposition for GET /metrics: (Accept header) -> (body, content type).
+    metrics: Callable[[str | None], Awaitable[tuple[bytes, str]]] | None = None
 
 
 CTX = web.AppKey("ctx", ApiContext)

@@ -147,19 +147,27 @@ class RedisCaseStore:
 
     async def team_items(
         self, tenant: str, team: str, *, offset: int, limit: int
-    ) -> list[tuple[str, float, dict[str, str]]]:
+    ) -> list[tuple[str, float, dict[str, str], dict[str, str]]]:
         try:
             members: list[tuple[bytes, float]] = await self.r.zrange(  # type: ignore[assignment]
                 self.keys.team_items(tenant, team), offset, offset + limit - 1, withscores=True
             )
+            # Each member's own hash; a callback request's contact as well (what the agent needs to act).
             async with self.r.pipeline(transaction=False) as pipe:
                 for member, _score in members:
                     m = member.decode()
                     parsed = parse_callback_id(m)
                     pipe.hgetall(self.keys.callback(*parsed) if parsed else self.keys.contact(m))
-                rows = await pipe.execute()
+                    if parsed:
+                        pipe.hgetall(self.keys.contact(parsed[0]))
+                rows = iter(await pipe.execute())
+            out = []
+            for member, score in members:
+                m = member.decode()
+                row = _decoded(next(rows))
+                contact = _decoded(next(rows)) if parse_callback_id(m) else row
+                if row:
+                    out.append((m, score, row, contact))
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return [
-            (m.decode(), score, _decoded(row)) for (m, score), row in zip(members, rows, strict=True) if row
-        ]
+        return out

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import time
-import uuid
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
@@ -26,12 +25,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router import logs
-from router.core import topology
 from router.core.casework import parse_callback_id
 from router.core.casework_service import Casework
 from router.core.clock import Clock, epoch_ms
-from router.core.messages import event_key
-from router.core.ports import Outbound, OutMessage
+from router.core.deadlines import breach_messages
+from router.core.ports import Outbound
 from router.core.topology import Names
 from router.redis.keys import Keys
 
@@ -139,42 +137,31 @@ class Scheduler:
         elif state.status == "closed" or state.fields.get(f"met:{kind}"):
             return False
         raw_due = await self.r.hget(self._due_scores_key(), member)
-        due = datetime.fromtimestamp(float(raw_due) / 1000, tz=UTC).isoformat() if raw_due else None
-        name = "deadline.warning" if phase == "warning" else "deadline.breached"
-        body = {
-            "event": name,
-            "event_id": str(uuid.uuid4()),
-            "at": now.isoformat(),
-            "tenant": state.tenant,
-            "contact_id": cid,
-            "callback_id": subject if parsed else None,
-            "kind": kind,
-            "team": team,
-            "due": due,
-            "reference": json.loads(state.fields.get("contact", "{}")).get("reference"),
-        }
-        text = json.dumps(body, separators=(",", ":"))
-        key = event_key(state.tenant, name)
-        await self.outbound.publish(OutMessage(self.names(topology.EVENTS), key, text, body["event_id"]))
+        due = datetime.fromtimestamp(float(raw_due) / 1000, tz=UTC) if raw_due else None
+        messages = breach_messages(
+            self.names,
+            now,
+            tenant=state.tenant,
+            contact_id=cid,
+            callback_id=subject if parsed else None,
+            kind=kind,
+            team=team,
+            due=due,
+            reference=json.loads(state.fields.get("contact", "{}")).get("reference"),
+            phase=phase,
+        )
+        for message in messages:
+            await self.outbound.publish(message)
         if phase == "breach":
-            await self.outbound.publish(
-                OutMessage(
-                    self.names(topology.ESCALATIONS),
-                    state.tenant,
-                    text,
-                    f"escalation:{member}",
-                    {topology.H_CONTACT_ID: cid},
-                )
-            )
             await self.r.rpush(
                 self.keys.history(cid),
                 json.dumps(
                     {
-                        "event": name,
+                        "event": "deadline.breached",
                         "at": now.isoformat(),
                         "kind": kind,
-                        "callback_id": body["callback_id"],
-                        "due": due,
+                        "callback_id": subject if parsed else None,
+                        "due": due.isoformat() if due else None,
                     }
                 ),
             )

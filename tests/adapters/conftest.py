@@ -27,7 +27,7 @@ from router.core.clock import ManualClock
 from router.http.app import create_app
 from router.redis.keys import Keys
 from router.redis.ratelimit import RedisRateLimiter
-from router.service import Runtime, build, start
+from router.service import Runtime, StoreThreads, build, start
 from router.settings import Settings
 from tests.conftest import drain
 
@@ -174,6 +174,7 @@ async def make_stack(
         ),
         acks=SmtpAckSender(asettings),
     )
+    ctx.threads = StoreThreads(runtime.store)  # as context_for_runtime wires it
     await start_adapters(ctx)
     app = create_app(runtime.api_context())
     app[ADAPTERS] = ctx

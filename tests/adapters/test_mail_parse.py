@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
 
 from adapters.kit.acks import ack_message_id, build_ack
-from adapters.kit.base import DeadLetter, Inbound
+from adapters.kit.base import Inbound
 from adapters.kit.context import AdapterContext, MemoryDeadLetters
 from adapters.kit.testing import START, RecordingAcks, RecordingPublisher
 from adapters.kit.wiring import build_context
 from adapters.mail import MailAdapter
+from adapters.mail.intake import IgnoredMail, MailRefused
 from adapters.mail.parse import MalformedMail, html_to_text, parse_mail
 from router.core.clock import ManualClock
 from router.core.contact import contact_id
@@ -219,8 +221,14 @@ def test_reference_in_the_subject_is_a_followup(ctx: AdapterContext) -> None:
     assert contact.subject == "Re: vraag OMM-5KQ3-ZP7A"
 
 
-def test_no_acknowledgement_when_the_sender_suppresses_it(ctx: AdapterContext) -> None:
-    msg = resident_mail(headers={"X-Auto-Response-Suppress": "All"})
+@pytest.mark.parametrize(
+    "msg",
+    [
+        resident_mail(headers={"X-Auto-Response-Suppress": "DR, RN"}),
+        resident_mail(sender="no-reply@example.nl"),
+    ],
+)
+def test_no_acknowledgement_when_the_sender_suppresses_it(ctx: AdapterContext, msg: EmailMessage) -> None:
     [contact] = MailAdapter().translate(inbound(msg), ctx)
     assert "thread.ack_message_id" not in contact.metadata
 
@@ -228,19 +236,27 @@ def test_no_acknowledgement_when_the_sender_suppresses_it(ctx: AdapterContext) -
 @pytest.mark.parametrize(
     ("msg", "reason"),
     [
-        (resident_mail(headers={"Auto-Submitted": "auto-replied"}), "automatic mail, not routed"),
-        (resident_mail(sender="noreply@ommen.nl"), "own acknowledgement address"),
-        (b"", "malformed mail: empty message"),
+        (resident_mail(headers={"Auto-Submitted": "auto-replied"}), "Auto-Submitted: auto-replied"),
+        (resident_mail(sender="noreply@ommen.nl"), "sent by this service"),
+        (resident_mail(headers={"X-Auto-Response-Suppress": "All"}), "X-Auto-Response-Suppress"),
     ],
 )
-def test_what_is_no_question_is_dead_lettered(ctx: AdapterContext, msg: Any, reason: str) -> None:
-    with pytest.raises(DeadLetter, match=reason):
+def test_automatic_mail_is_ignored_not_dead_lettered(ctx: AdapterContext, msg: Any, reason: str) -> None:
+    with pytest.raises(IgnoredMail, match=reason) as raised:
         MailAdapter().translate(inbound(msg), ctx)
+    assert raised.value.tenant == "ommen"
 
 
-def test_unrouted_recipient_is_dead_lettered(ctx: AdapterContext) -> None:
-    with pytest.raises(DeadLetter, match="no tenant for the recipients"):
+def test_an_empty_message_is_refused(ctx: AdapterContext) -> None:
+    with pytest.raises(MailRefused, match="empty message") as raised:
+        MailAdapter().translate(inbound(b""), ctx)
+    assert raised.value.smtp == "554 5.6.0"
+
+
+def test_unrouted_recipient_is_refused(ctx: AdapterContext) -> None:
+    with pytest.raises(MailRefused, match="No such mailbox") as raised:
         MailAdapter().translate(inbound(resident_mail(to="info@zwolle.nl"), to="info@zwolle.nl"), ctx)
+    assert raised.value.smtp == "550 5.1.1"
 
 
 def test_without_message_id_the_bytes_are_the_stable_native_id(ctx: AdapterContext) -> None:
@@ -274,3 +290,33 @@ def test_acknowledgement_is_plain_dutch_with_reference_and_loop_headers(
     assert ack["In-Reply-To"] == "<m1@example.nl>"
     assert ack["Message-ID"] == contact.metadata["thread.ack_message_id"]
     assert ack["Reply-To"] == "info@ommen.nl"
+
+
+def test_large_base64_attachments_are_read_from_the_raw_mail_with_the_same_size_and_hash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from adapters.mail import parse as parse_module
+
+    msg = resident_mail()
+    big, small = os.urandom(300_000), os.urandom(1000)
+    msg.add_attachment(big, maintype="application", subtype="pdf", filename="scan.pdf")
+    msg.add_attachment(small, maintype="image", subtype="png", filename="foto.png")
+    # A sender cannot make the parser trust a marker of their own.
+    msg.add_attachment(
+        b"x" * 50_000,
+        maintype="application",
+        subtype="octet-stream",
+        filename="nep.bin",
+        headers=["X-Contact-Router-Extracted: 0-0"],
+    )
+    raw = msg.as_bytes()
+    pieces, extracted = parse_module._split_large_parts(raw, "tok")
+    assert len(extracted) == 2 and sum(len(p) for p in pieces) < 10_000
+    streamed = [(a.filename, a.size, a.sha256) for a in parse(raw).attachments]
+    monkeypatch.setattr(parse_module, "LARGE_PART_BYTES", 10**9)
+    whole = [(a.filename, a.size, a.sha256) for a in parse(raw).attachments]
+    assert streamed == whole
+    assert streamed[0][1:] == (300_000, hashlib.sha256(big).hexdigest())
+    assert streamed[2][1] == 50_000

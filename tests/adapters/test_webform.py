@@ -113,6 +113,36 @@ async def test_rate_limit_per_address_answers_429_with_retry_after(stack: Stack)
     assert len(stack.recorder.published) == 3
 
 
+async def test_one_address_gets_a_limited_number_of_acknowledgements_whoever_posts(stack: Stack) -> None:
+    """Forms from many clients naming one address (nobody verified it): every contact is accepted and
+    routed, but the address gets no more acknowledgements than the per-client limit allows."""
+    stack.ctx.rate_limiter = RedisRateLimiter(
+        stack.ctx.rate_limiter.client,  # type: ignore[attr-defined]
+        Keys(stack.runtime.settings.namespace),
+        capacity=2,
+        window_seconds=3600,
+    )
+    stack.ctx.settings = stack.ctx.settings.model_copy(update={"webform_trust_forwarded": True})
+    statuses = []
+    for i in range(4):
+        resp = await stack.client.post(
+            URL,
+            json={"email": f"Slachtoffer+{i}@example.nl", "message": f"Vraag {i}"},
+            headers={"X-Forwarded-For": f"192.0.2.{i + 1}"},
+        )
+        statuses.append(resp.status)
+    assert statuses == [202] * 4
+    assert len(stack.recorder.published) == 4
+    await stack.ctx.drain(4)
+    assert len(stack.sink.messages) == 2
+    # Another address has a bucket of its own.
+    resp = await stack.client.post(
+        URL, json={"email": "iemand@example.nl", "message": "Vraag"}, headers={"X-Forwarded-For": "192.0.2.9"}
+    )
+    assert resp.status == 202
+    assert len(await stack.sink.wait_for(3)) == 3
+
+
 async def test_the_same_submission_id_twice_is_one_contact(stack: Stack) -> None:
     for _ in range(2):
         resp = await stack.client.post(

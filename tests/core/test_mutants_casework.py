@@ -133,19 +133,25 @@ def test_callback_ids_round_trip_and_anything_else_is_no_id() -> None:
     assert casework.timer_members("s", "k") == ["s|k|warning", "s|k|breach"]
 
 
-def test_the_score_is_the_earliest_unmet_respond_deadline() -> None:
+def test_the_score_is_the_earliest_open_deadline_of_any_kind() -> None:
     deadlines = [
-        {"kind": "respond", "due": "2026-05-20T17:00:00+02:00"},
-        {"kind": "respond", "due": "2026-05-19T17:00:00+02:00"},
-        {"kind": "acknowledge", "due": "2026-05-13T10:00:00+02:00"},
+        {"kind": "respond", "term": "5 workdays", "due": "2026-05-20T17:00:00+02:00"},
+        {"kind": "resolve", "term": "6 weeks", "due": "2026-05-19T17:00:00+02:00"},
+        {"kind": "acknowledge", "term": "1 day", "due": "2026-05-14T17:00:00+02:00"},
     ]
-    state = CaseState("c", {"deadlines": json.dumps(deadlines)})
-    assert casework.contact_score(state) == epoch_ms(datetime.fromisoformat("2026-05-19T17:00:00+02:00"))
-    met = CaseState("c", {"deadlines": json.dumps(deadlines), "met:respond": "x"})
-    assert casework.contact_score(met) == NO_DEADLINE_SCORE
-    assert (
-        casework.contact_score(CaseState("c", {"deadlines": json.dumps(deadlines[2:])})) == NO_DEADLINE_SCORE
+
+    def score(**met: str) -> int:
+        return casework.contact_score(CaseState("c", {"deadlines": json.dumps(deadlines), **met}))
+
+    assert score() == epoch_ms(datetime.fromisoformat("2026-05-14T17:00:00+02:00"))
+    assert score(**{"met:acknowledge": "x"}) == epoch_ms(datetime.fromisoformat("2026-05-19T17:00:00+02:00"))
+    assert score(**{"met:acknowledge": "x", "met:resolve": "x"}) == epoch_ms(
+        datetime.fromisoformat("2026-05-20T17:00:00+02:00")
     )
+    assert score(**{"met:acknowledge": "x", "met:resolve": "x", "met:respond": "x"}) == NO_DEADLINE_SCORE
+    # "immediately" is the adapter's, met at the edge: never what an item is listed by
+    immediate = [{"kind": "acknowledge", "term": "immediately", "due": "2026-05-13T10:00:00+02:00"}]
+    assert casework.contact_score(CaseState("c", {"deadlines": json.dumps(immediate)})) == NO_DEADLINE_SCORE
 
 
 def test_a_public_callback_has_every_field_with_empty_ones_as_none() -> None:
@@ -160,11 +166,13 @@ def test_a_public_callback_has_every_field_with_empty_ones_as_none() -> None:
         "status": "open",
         "due": "d",
         "term": None,
+        "counted_from": None,
         "created_at": None,
         "created_by": None,
         "origin": None,
         "attempts": 0,
         "last_outcome": None,
+        "closed_at": None,
         "closed_reason": None,
     }
     full = {
@@ -178,12 +186,16 @@ def test_a_public_callback_has_every_field_with_empty_ones_as_none() -> None:
         "origin": "o",
         "attempts": "2",
         "last_outcome": "lo",
+        "closed_at": "cat",
         "closed_reason": "cr",
     }
     out = casework.public_callback(full)
     assert (out["reason"], out["phone"], out["preferred_time"], out["term"]) == ("r", "p", "pt", "3 workdays")
     assert (out["created_at"], out["created_by"], out["origin"], out["attempts"]) == ("ca", "cb", "o", 2)
-    assert (out["last_outcome"], out["closed_reason"]) == ("lo", "cr")
+    assert (out["last_outcome"], out["closed_at"], out["closed_reason"]) == ("lo", "cat", "cr")
+    # counted from the creation unless the request says otherwise (a phone note: the call)
+    assert out["counted_from"] == "ca"
+    assert casework.public_callback({**full, "counted_from": "call"})["counted_from"] == "call"
 
 
 # -- transfers ------------------------------------------------------------------------------------
@@ -212,12 +224,15 @@ def test_each_outright_refusal_of_a_transfer_says_exactly_why() -> None:
         409,
         {"error": "the contact is no longer with team 'belastingen' (now 'kcc')", "team": "kcc"},
     )
-    e = check(to_team="nope")
+    e = check(to_team="Burgerzaken")
+    teams = ", ".join(OMMEN.loaded.rules.team_ids())
     assert (e.status, e.body) == (
         422,
         {
-            "error": "unknown team",
-            "fields": [{"field": "to_team", "message": "'nope' is not a team of ommen"}],
+            "error": "team 'Burgerzaken' is unknown",
+            "fields": [
+                {"field": "to_team", "message": f"team 'Burgerzaken' is unknown; teams of ommen: {teams}"}
+            ],
         },
     )
     e = check(to_team="kcc")
@@ -251,6 +266,9 @@ def test_a_transfer_writes_exactly_this_change_and_answer() -> None:
         "from_team": "kcc",
         "transfers": 1,
         "transfer_limit": 1,
+        "outcome": "transferred",
+        "intended_team": "burgerzaken",
+        "message": "transferred to team 'burgerzaken'",
     }
     assert change.contact is not None
     assert change.fields == {
@@ -325,7 +343,8 @@ def test_a_phone_transfer_at_the_limit_becomes_exactly_this_callback_and_refusal
         409,
         {
             "error": "transfer refused: ommen transfers a contact at most 0 time(s) and this one was "
-            "transferred 0 time(s); a callback request for team 'burgerzaken' was created instead",
+            "transferred 0 time(s); a callback request for team 'burgerzaken' takes its place (the "
+            "resident is called back, not transferred again)",
             "transfers": 0,
             "transfer_limit": 0,
         },
@@ -373,28 +392,29 @@ def test_a_phone_transfer_at_the_limit_becomes_exactly_this_callback_and_refusal
     )
 
 
-def test_a_written_contact_past_the_limit_is_reassigned_with_exactly_this_refusal() -> None:
+def test_a_written_contact_past_the_limit_is_sent_to_coordination_with_exactly_this_answer() -> None:
     tenant = with_limit(OMMEN, 0)
     state = routed(contact())
     state = apply(state, casework.transfer(state, desk(), to_team="belastingen", note=None, agent="a")[0])
     assert (state.team, state.transfers) == ("belastingen", 1)
     change, result = casework.transfer(state, desk(), to_team="vergunningen", note="x", agent="a2")
-    assert isinstance(result, CaseError)
-    assert (result.status, result.body) == (
-        409,
-        {
-            "error": "transfer refused: ommen transfers a contact at most 1 time(s) and this one was "
-            "transferred 1 time(s); it went to the coordinating team 'kcc' instead",
-            "transfers": 1,
-            "transfer_limit": 1,
-            "team": "kcc",
-            "intended_team": "vergunningen",
-        },
-    )
+    assert result == {
+        "id": state.cid,
+        "team": "kcc",
+        "from_team": "belastingen",
+        "transfers": 1,
+        "transfer_limit": 1,
+        "outcome": "sent_to_coordinating_team",
+        "intended_team": "vergunningen",
+        "message": "sent to the coordinating team 'kcc' (ommen transfers a contact at most 1 time(s) and "
+        "this one was transferred 1 time(s)); it gives the contact to the right team",
+    }
     assert change.fields["team"] == "kcc" and change.fields["transfers"] == "1"
+    assert "assigned_at" not in change.fields
     assert (
         change.history[0]["event"] == "contact.reassigned"
         and change.history[0]["note"] == "x (intended team: vergunningen)"
+        and "final" not in change.history[0]
     )
     assert event(change.outbox[1])["counted"] is False
     assert event(change.outbox[-1]) == {
@@ -412,17 +432,40 @@ def test_a_written_contact_past_the_limit_is_reassigned_with_exactly_this_refusa
     }
     change, _ = casework.transfer(state, desk(), to_team="vergunningen", note=None, agent="a2")
     assert change.history[0]["note"] == "intended team: vergunningen"
-    # with the coordinating team already: refused outright
+    # the coordinating team assigns it once, finally: uncounted, marked
     at_kcc = routed(contact(), tenant)
-    e = refusal(lambda: casework.transfer(at_kcc, desk(tenant), to_team="burgerzaken", note=None, agent="a"))
+    later = WED_10 + timedelta(hours=1)
+    change, result = casework.transfer(
+        at_kcc, desk(tenant, later), to_team="burgerzaken", note="n", agent="a"
+    )
+    assert result == {
+        "id": at_kcc.cid,
+        "team": "burgerzaken",
+        "from_team": "kcc",
+        "transfers": 0,
+        "transfer_limit": 0,
+        "outcome": "assigned",
+        "intended_team": "burgerzaken",
+        "message": "assigned to team 'burgerzaken' by the coordinating team; the transfer limit is reached, "
+        "so it stays there",
+    }
+    assert (change.fields["team"], change.fields["transfers"]) == ("burgerzaken", "0")
+    assert change.fields["assigned_at"] == later.isoformat()
+    assert (change.history[0]["event"], change.history[0]["final"]) == ("contact.reassigned", True)
+    moved = event(change.outbox[1])
+    assert (moved["counted"], moved["final"]) == (False, True)
+    # after which it stays
+    final = apply(at_kcc, change)
+    e = refusal(lambda: casework.transfer(final, desk(tenant), to_team="kcc", note=None, agent="a"))
     assert (e.status, e.body) == (
         409,
         {
             "error": "transfer refused: ommen transfers a contact at most 0 time(s) and this one was "
-            "transferred 0 time(s); it stays with the coordinating team 'kcc'",
+            "transferred 0 time(s), and the coordinating team 'kcc' already assigned it to its final "
+            "team: it stays with 'burgerzaken'",
             "transfers": 0,
             "transfer_limit": 0,
-            "team": "kcc",
+            "team": "burgerzaken",
         },
     )
 
@@ -461,6 +504,7 @@ def test_a_callback_request_is_exactly_this_record_item_event_entry_and_timers()
         "phone": "+31201234567",
         "preferred_time": "ochtend",
         "status": "open",
+        "counted_from": WED_10.isoformat(),
         "created_at": WED_10.isoformat(),
         "created_by": "a1",
         "origin": "agent",
@@ -541,9 +585,13 @@ def test_a_callback_request_is_refused_when_it_cannot_apply() -> None:
     e = refusal(lambda: casework.request_callback(closed, desk(), team=None, **ask))
     assert (e.status, e.body) == (409, {"error": "the contact is closed; reopen it by a new contact"})
     e = refusal(lambda: casework.request_callback(state, desk(), team="nope", **ask))
+    teams = ", ".join(OMMEN.loaded.rules.team_ids())
     assert (e.status, e.body) == (
         422,
-        {"error": "unknown team", "fields": [{"field": "team", "message": "'nope' is not a team of ommen"}]},
+        {
+            "error": "team 'nope' is unknown",
+            "fields": [{"field": "team", "message": f"team 'nope' is unknown; teams of ommen: {teams}"}],
+        },
     )
     bare = without_callback_norm(OMMEN)
     e = refusal(lambda: casework.request_callback(state, desk(bare), team=None, **ask))
@@ -562,7 +610,12 @@ def test_a_callback_attempt_writes_exactly_this_and_reached_closes_it() -> None:
         state, desk(at=later), cbid, outcome="no_answer", note="n", agent="a2", by="ommen-kcc"
     )
     assert change.callbacks == {
-        1: {"attempts": "1", "last_outcome": "no_answer", "last_attempt_at": later.isoformat()}
+        1: {
+            "attempts": "1",
+            "failed_attempts": "1",
+            "last_outcome": "no_answer",
+            "last_attempt_at": later.isoformat(),
+        }
     }
     assert change.history == [
         {
@@ -598,6 +651,7 @@ def test_a_callback_attempt_writes_exactly_this_and_reached_closes_it() -> None:
     assert change.callbacks == {
         1: {
             "attempts": "2",
+            "failed_attempts": "1",
             "last_outcome": "reached",
             "last_attempt_at": later.isoformat(),
             "status": "closed",
@@ -606,6 +660,31 @@ def test_a_callback_attempt_writes_exactly_this_and_reached_closes_it() -> None:
         }
     }
     assert event(change.outbox[0])["closed"] is True
+    assert [h["event"] for h in change.history] == ["callback.attempted", "callback.closed"]
+    assert change.history[1] == {
+        "event": "callback.closed",
+        "at": later.isoformat(),
+        "callback_id": cbid,
+        "reason": "reached",
+        "note": None,
+        "agent": "a2",
+        "by": None,
+        "by_policy": False,
+        "follow_up": None,
+    }
+    assert event(change.outbox[1]) == {
+        "event": "callback.closed",
+        "at": later.isoformat(),
+        "tenant": "ommen",
+        "contact_id": state.cid,
+        "callback_id": cbid,
+        "team": "belastingen",
+        "reason": "reached",
+        "by_policy": False,
+        "follow_up": None,
+        "agent": "a2",
+        "by": None,
+    }
     assert change.listed_remove == [("belastingen", cbid)]
     assert change.timers_remove == [f"{cbid}|callback|warning", f"{cbid}|callback|breach"]
     assert (out["status"], out["closed_reason"], out["attempts"]) == ("closed", "reached", 2)
@@ -648,7 +727,13 @@ def test_a_response_writes_exactly_this_on_time_up_to_the_due_minute(minutes: in
     change, out = casework.record_response(
         state, desk(at=at), kind="respond", note="n", agent="a", by="ommen-kcc"
     )
-    assert out == {"id": state.cid, "kind": "respond", "on_time": on_time, "due": due}
+    assert out == {
+        "id": state.cid,
+        "kind": "respond",
+        "on_time": on_time,
+        "due": due,
+        "met_at": at.isoformat(),
+    }
     assert change.fields == {"met:respond": at.isoformat()}
     assert change.history == [
         {
@@ -674,6 +759,18 @@ def test_a_response_writes_exactly_this_on_time_up_to_the_due_minute(minutes: in
     }
     assert change.timers_remove == [f"{state.cid}|respond|warning", f"{state.cid}|respond|breach"]
     assert change.listed_add == [("kcc", state.cid, NO_DEADLINE_SCORE)]
+    # written once: recording it again changes nothing and answers the first moment
+    again, out = casework.record_response(
+        apply(state, change), desk(at=at + timedelta(days=3)), kind="respond", note=None, agent="b"
+    )
+    assert again.is_empty()
+    assert out == {
+        "id": state.cid,
+        "kind": "respond",
+        "on_time": on_time,
+        "due": due,
+        "met_at": at.isoformat(),
+    }
 
 
 def test_an_acknowledgement_without_a_deadline_is_on_time_and_keeps_the_list_entry() -> None:

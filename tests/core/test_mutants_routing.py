@@ -210,9 +210,31 @@ def test_a_routed_mail_publishes_the_team_item_then_received_then_routed() -> No
     }
 
 
-def test_a_contact_without_a_respond_deadline_sorts_last() -> None:
+def test_a_contact_is_listed_by_its_soonest_open_deadline_of_any_kind() -> None:
+    # An Ommen letter has an acknowledgement (5 workdays) and no reaction norm: listed by the former.
     r = route(mail(channel="post"), TENANTS["ommen"], NAMES, WED_10, "tok")
     assert "respond" not in [d.kind for d in r.deadlines]
+    ack = next(d for d in r.deadlines if d.kind == "acknowledge")
+    assert r.staged.team_score_ms == epoch_ms(ack.due)
+    # A Coevorden mail: acknowledgement within a day comes before the reaction in five workdays.
+    c = mail(channel="mail").model_copy(update={"tenant": "coevorden"})
+    r = route(c, TENANTS["coevorden"], NAMES, WED_10, "tok")
+    ack, respond = (next(d for d in r.deadlines if d.kind == k) for k in ("acknowledge", "respond"))
+    assert ack.due < respond.due and r.staged.team_score_ms == epoch_ms(ack.due)
+    # ...unless the adapter already acknowledged it: then the reaction.
+    sent = c.model_copy(update={"metadata": {**c.metadata, "acknowledged_at": WED_10.isoformat()}})
+    assert route(sent, TENANTS["coevorden"], NAMES, WED_10, "tok").staged.team_score_ms == epoch_ms(
+        respond.due
+    )
+    # Nothing open ("immediately" is the adapter's): last.
+    r = route(
+        mail(channel="webform").model_copy(update={"tenant": "coevorden"}),
+        TENANTS["coevorden"],
+        NAMES,
+        WED_10,
+        "t",
+    )
+    assert [str(d.term) for d in r.deadlines] == ["immediately"]
     assert r.staged.team_score_ms == NO_DEADLINE_SCORE
 
 

@@ -254,6 +254,19 @@ def test_matches_contacts_work_items_escalations_and_raw_mail() -> None:
     assert not matches(WHO, b"From: someone@example.nl", {}, "ommen.mail")
 
 
+def test_matches_other_json_an_adapter_dead_lettered_by_the_address_or_number_in_it() -> None:
+    """A web form or webhook body that failed validation is JSON but no contact: searched as text."""
+    form = dumps({"email": "anna@example.nl", "message": "hoi"})
+    assert matches(WHO, form, {}, "ommen.webform")
+    assert not matches(WHO, form, {}, "coevorden.webform")
+    whatsapp = dumps({"entry": [{"changes": [{"value": {"contacts": [{"wa_id": "31611122233"}]}}]}]})
+    assert matches(subject("ommen", phones=["+31611122233"]), whatsapp, {}, "ommen.social")
+    assert not matches(WHO, dumps({"email": "someone@example.nl"}), {}, "ommen.webform")
+    # Someone else's contact that mentions the address is theirs, not the subject's.
+    mentions = {**contact("m7", email="someone@example.nl"), "id": OTHER, "body": "anna@example.nl"}
+    assert not matches(WHO, dumps(mentions), {}, "ommen.mail")
+
+
 # -- the runner over the ports ---------------------------------------------------------------------
 
 
@@ -349,3 +362,30 @@ async def test_periodic_purge_survives_a_failing_run() -> None:
     loop.stop()
     await asyncio.wait_for(task, 2)
     assert lock.holder is None  # released after each failure, so the next run can take it
+
+
+async def test_a_contact_that_turns_up_during_the_erasure_is_erased_too() -> None:
+    """Routed from router.contacts while the other stores were erased: a second round takes it."""
+
+    class Arriving(FakeStore):
+        async def find(self, who: Subject) -> set[str]:
+            return {"c1", "c2"} if self.erased else {"c1"}
+
+    a, b = Arriving("a"), FakeStore("b")
+    found, removed = await Privacy([a, b], RetentionPolicy({}), ManualClock(UTC0)).erase(
+        subject("ommen", emails=["x@y.nl"])
+    )
+    assert found.contact_ids == {"c1", "c2"}
+    assert [r.store for r in removed] == ["a", "b", "a", "b"]
+    assert b.erased[-1].contact_ids == {"c1", "c2"}
+
+
+def test_the_erasure_scrubs_the_router_queue_first_and_the_historys_queue_too() -> None:
+    from router.amqp.scrub import QueuePersonalData
+    from router.core.topology import Names
+
+    queues = [
+        q for _, q in QueuePersonalData("amqp://x", Names("t."), {"ommen": ["kcc"]}).queues_for("ommen")
+    ]
+    assert queues[0] == "t.router.contacts"
+    assert "t.history.events" in queues and "t.team.ommen.kcc" in queues
