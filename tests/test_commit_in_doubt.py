@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -29,7 +30,8 @@ async def publish(conn: aio_pika.abc.AbstractConnection, names: Names, n: int) -
         body = {
             "tenant": "ommen",
             "channel": "mail",
-            "received_at": "2026-11-23T10:00:00+01:00",
+            # Now, as the router's real clock has it: a fixed date would be breached on arrival one day.
+            "received_at": datetime.now(UTC).isoformat(),
             "source": {"adapter": "test", "native_id": native},
             "subject": "Paspoort verlopen",
         }

@@ -36,10 +36,14 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "contact-router.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 SCRAPE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None,
-    reason="promtool is not installed (apt-get install prometheus); the YAML schema test runs",
-)
+
+
+def promtool() -> str:
+    """The tool, or a failure that says how to get it: scripts/test installs it (scripts/test-tools)."""
+    if PROMTOOL is None:
+        pytest.fail("promtool is not installed: run scripts/test-tools (apt-get install prometheus)")
+    return PROMTOOL
+
 
 # What the dashboard uses of Grafana's dashboard schema (grafana/grafana kinds/dashboard), as JSON Schema.
 _DATASOURCE = {
@@ -233,19 +237,15 @@ def test_the_alert_rules_have_the_shape_prometheus_loads_and_name_metrics_that_e
     assert [j["job_name"] for j in scrape["scrape_configs"]] == ["contact-router"]  # the alerts' job
 
 
-@needs_promtool
 def test_the_alert_rules_and_the_scrape_config_pass_promtool() -> None:
-    assert PROMTOOL is not None
-    rules = subprocess.run([PROMTOOL, "check", "rules", str(ALERTS)], capture_output=True, text=True)
+    rules = subprocess.run([promtool(), "check", "rules", str(ALERTS)], capture_output=True, text=True)
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    config = subprocess.run([PROMTOOL, "check", "config", str(SCRAPE)], capture_output=True, text=True)
+    config = subprocess.run([promtool(), "check", "config", str(SCRAPE)], capture_output=True, text=True)
     assert config.returncode == 0, config.stdout + config.stderr
 
 
-@needs_promtool
 def test_every_dashboard_expression_parses_as_promql(tmp_path: Path) -> None:
     """Each target as a recording rule, its Grafana variables filled in the way Grafana does."""
-    assert PROMTOOL is not None
     records = []
     for i, (_, target) in enumerate(targets(dashboard())):
         expr = target["expr"].replace("$__rate_interval", "1m")
@@ -253,11 +253,10 @@ def test_every_dashboard_expression_parses_as_promql(tmp_path: Path) -> None:
         records.append({"record": f"dashboard:target_{i}", "expr": expr})
     path = tmp_path / "dashboard-rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": records}]}))
-    result = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True)
+    result = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@needs_promtool
 async def test_a_scraped_exposition_passes_promtool_check_metrics(tenants: dict[str, Tenant]) -> None:
     registry = MetricsRegistry(Bounds.of(tenants), Names(), "serve")
     rec = registry.recorder
@@ -265,9 +264,8 @@ async def test_a_scraped_exposition_passes_promtool_check_metrics(tenants: dict[
     rec.routed("ommen", "mail", "kcc", "routed", 0.2)
     rec.dead_lettered("ommen.mail", "invalid contact: body", "router")
     body, _ = await registry.exposition()
-    assert PROMTOOL is not None
     proc = await asyncio.create_subprocess_exec(
-        PROMTOOL, "check", "metrics", stdin=PIPE, stdout=PIPE, stderr=PIPE
+        promtool(), "check", "metrics", stdin=PIPE, stdout=PIPE, stderr=PIPE
     )
     out, err = await proc.communicate(body)
     assert proc.returncode == 0, (out + err).decode()

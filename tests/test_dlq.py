@@ -227,7 +227,10 @@ async def test_replay_after_a_fix_routes_once_even_when_replayed_twice(
         assert [m.message_id for m in items] == [cid]  # ... and were routed once
         record = await rt.store.get(cid)
         assert record is not None
-        assert [h["event"] for h in record.history] == ["contact.routed"]
+        # The contact was received in May (its received_at): its deadlines were breached on arrival and
+        # say so; apart from those, one routing and nothing else.
+        events = [h["event"] for h in record.history]
+        assert [e for e in events if not e.startswith("deadline.")] == ["contact.routed"]
         assert await drain(amqp, names("router.dead"), settle=0.2) == []
     finally:
         await rt.close()

@@ -690,13 +690,17 @@ async def mail_valid(p: Probe) -> Expect:
 
 
 async def mail_malformed(p: Probe) -> Expect:
-    # No header fields at all: dead-lettered with the reason.
+    # No header fields at all: refused before the answer to DATA (issue 15), with a fixed reason.
     raw = f"\r\n{ALL}\r\nGeen kopregels.\r\n".encode()
-    await p.smtp(lambda c: c.sendmail(EMAIL, ["info@ommen.nl"], raw))
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        await p.smtp(lambda c: c.sendmail(EMAIL, ["info@ommen.nl"], raw))
+    code, reply = refused.value.smtp_code, refused.value.smtp_error.decode()
+    assert 500 <= code < 600, (code, reply)
+    assert not [v for v in (EMAIL, BSN, NAME, IBAN, PHONE) if v in reply], reply
     # A From that is no address keeps the question (mail.sender_invalid) and is routed.
     odd = resident_mail(From=f"{NAME} <{EMAIL}@@{BSN}>")
     await p.smtp(lambda c: c.send_message(odd, from_addr=EMAIL, to_addrs=["info@ommen.nl"]))
-    return Expect(dead=1, processed=[mail_id(odd)])
+    return Expect(processed=[mail_id(odd)])
 
 
 async def mail_auto_submitted(p: Probe) -> Expect:
@@ -704,7 +708,8 @@ async def mail_auto_submitted(p: Probe) -> Expect:
     await p.smtp(lambda c: c.send_message(msg, from_addr=EMAIL, to_addrs=["info@ommen.nl"]))
     listed = resident_mail(**{"Precedence": "bulk", "List-Id": f"<{BSN}.{EMAIL}>"})
     await p.smtp(lambda c: c.send_message(listed, from_addr=EMAIL, to_addrs=["info@ommen.nl"]))
-    return Expect(dead=2)
+    # Both answered 250 and ignored (issue 15): no contact, no dead letter; the log names the header.
+    return Expect()
 
 
 async def mail_unknown_recipient(p: Probe) -> Expect:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ async def test_sigkill_halfway_routes_every_contact_exactly_once(
         body = {
             "tenant": tenant,
             "channel": chan,
-            "received_at": "2026-11-23T10:00:00+01:00",
+            "received_at": datetime.now(UTC).isoformat(),
             "source": {"adapter": "test", "native_id": native},
             "subject": SUBJECTS[i % len(SUBJECTS)],
             "body": "Zie onderwerp.",

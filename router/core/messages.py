@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
 
 import orjson
@@ -38,8 +38,22 @@ class OutMessage:
 
 def dumps(value: Any) -> str:
     """Compact JSON. orjson: every contact is serialised into several documents on the hot path, and
-    orjson does it ~10× faster than the standard library (non-ASCII stays UTF-8 instead of \\u escapes)."""
-    return orjson.dumps(value).decode()
+    orjson does it ~10× faster than the standard library (non-ASCII stays UTF-8 instead of \\u escapes).
+
+    What orjson refuses but a contact may hold — an integer beyond 64 bits (an attachment `size`: the
+    schema sets no maximum) or a lone surrogate — falls back to the standard library, which writes
+    both (the surrogate as a \\u escape), so an accepted contact is never stuck on its serialisation."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), default=_isoformat)
+
+
+def _isoformat(value: Any) -> str:
+    # What orjson writes natively and the standard library does not: dates and times.
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def event_key(tenant: str, name: str) -> str:

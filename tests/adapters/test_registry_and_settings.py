@@ -209,13 +209,16 @@ async def test_a_real_runtime_gets_the_broker_and_redis_helpers(
     settings: Settings, amqp: Any, redis_client: Any
 ) -> None:
     from router.amqp.publisher import AmqpContactPublisher
+    from router.metrics.counting import CountingPublisherAndSink
     from router.redis.keys import Keys
     from router.redis.ratelimit import RedisRateLimiter
 
     runtime = await build(settings, with_router=False, embedded="never")
     ctx = await context_for_runtime(runtime, AdapterSettings(ack_from="ommen:noreply@ommen.nl"))
     try:
-        assert isinstance(ctx.dead_letters, AmqpContactPublisher)
+        # Dead letters go to the broker, counted on their way (router/metrics/counting.py).
+        assert isinstance(ctx.dead_letters, CountingPublisherAndSink)
+        assert isinstance(ctx.dead_letters.inner, AmqpContactPublisher)
         assert isinstance(ctx.rate_limiter, RedisRateLimiter)
         assert ctx.acks is not None
         assert (await ctx.rate_limiter.take("k")).allowed
