@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # The metrics listener (`GET /metrics`, on HTTP_HOST) of a process without the HTTP API: `router`,
     # `scheduler`, `history consume`. 0 or empty: none. The API processes serve /metrics on HTTP_PORT.
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    # OpenTelemetry traces of each contact, adapter → router → team publish (router/tracing.py; the extra
+    # `tracing`, exported by OTLP as the OTEL_* environment says). Off by default.
+    tracing: bool = False
 
     def key_secret_bytes(self) -> bytes | None:
         """The configured key secret, None when unset (the development secret applies)."""

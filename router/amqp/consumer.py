@@ -33,7 +33,7 @@ from aiormq.abc import ChannelFrame
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
-from router import logs
+from router import logs, tracing
 from router.core import topology
 from router.core.pipeline import BatchResult, RoutingCore
 from router.core.ports import Delivery, Repair, StoreUnavailable
@@ -83,10 +83,13 @@ class AmqpTx:
         self.marker_queue = marker_queue
         self.in_doubt = in_doubt
         self._frames: list[Any] = []
+        self.spans: tracing.RouteSpans | None = None  # the batch's route spans while tracing is on
 
     async def publish(
         self, exchange: str, routing_key: str, body: bytes, *, message_id: str, headers: dict[str, Any]
     ) -> None:
+        if self.spans is not None:
+            headers = self.spans.headers_for(headers.get(topology.H_CONTACT_ID), headers, routing_key)
         self._add_publish(
             exchange,
             routing_key,
@@ -558,9 +561,25 @@ class AmqpRouter:
             # Others take a router whose heartbeat has expired for gone and settle its claims: one that
             # cannot renew it must not commit any more (the batch is rolled back and redelivered).
             raise ConnectionError("heartbeat to the store is stale: not committing")
-        await self.core.emit(result, tx)
+        if tracing.enabled():
+            await self._emit_traced(result, tx)
+        else:
+            await self.core.emit(result, tx)
         outgoing.committed = True
         await self._record(result)
+
+    async def _emit_traced(self, result: BatchResult, tx: AmqpTx) -> None:
+        spans = tx.spans = tracing.RouteSpans()
+        for p in result.routed:
+            spans.start(p.staged.cid, p.delivery.headers, tenant=p.staged.tenant, team=p.staged.team)
+        try:
+            await self.core.emit(result, tx)
+        except BaseException as exc:
+            spans.end(exc)
+            raise
+        finally:
+            tx.spans = None
+        spans.end()
 
     async def _record(self, result: BatchResult) -> None:
         """Tell the store that a batch the broker committed is routed, waiting for the store while it

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import aio_pika
 
 from adapters.kit.publisher import PublishError
+from router import tracing
 from router.core import topology
 from router.core.contact import Contact
 from router.core.topology import Names
@@ -79,11 +80,12 @@ class AmqpContactPublisher:
             return self._exchange
 
     async def publish(self, contact: Contact) -> None:
+        message = message_for(contact)
+        attributes = {"contact.id": contact.cid, "tenant": contact.tenant, "channel": contact.channel}
         try:
             exchange = await self._ensure()
-            await exchange.publish(
-                message_for(contact), routing_key=routing_key(contact), timeout=self.timeout
-            )
+            with tracing.publish_span("contact publish", message.headers, **attributes):
+                await exchange.publish(message, routing_key=routing_key(contact), timeout=self.timeout)
         except Exception as exc:
             # Drop the channel so the next publish starts clean; the error reaches the sender.
             self._exchange = None

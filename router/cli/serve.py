@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from adapters.kit.registry import AdapterLoadError
 from adapters.kit.wiring import start_adapters, stop_adapters
-from router import logs
+from router import logs, tracing
 from router.cli.common import run_loop, settings_from
 from router.core.rules import RulesError
 from router.core.samples import sample_contacts
@@ -181,6 +181,10 @@ async def metrics_listener(runtime: Runtime) -> web.AppRunner | None:
 def cmd_serve(args: argparse.Namespace, parts: frozenset[str]) -> int:
     settings = settings_from(args)
     logs.configure(settings.log_level, settings.log_format)
+    try:
+        tracing.configure(settings.tracing, service="-".join(sorted(parts)))
+    except tracing.TracingUnavailable as exc:
+        return cannot_start(settings, str(exc))
     demo = getattr(args, "demo", False)
     # Only the quick start may choose the embedded mode by itself; a service process waits for its
     # servers and fails loudly rather than serve nothing.
