@@ -15,6 +15,14 @@ UNROUTABLE = "router.unroutable"  # alternate exchange and queue of `teams`: not
 TEAMS = "teams"  # topic exchange, key <tenant>.<team>
 EVENTS = "events"  # topic exchange, key <tenant>.<event> (ommen.contact.routed, ...)
 ESCALATIONS = "escalations"  # topic exchange, key <tenant>; queue escalations.<tenant>
+# The Open Klant export (router.export.openklant): its own queue bound to `events` with
+# <tenant>.<event> for the tenants it exports, its dead letters, and the exchange a replay goes to.
+OPENKLANT_QUEUE = "openklant.events"
+OPENKLANT_DEAD = "openklant.dead"  # exchange and queue: events the export could not deliver, with a reason
+OPENKLANT_REPLAY = "openklant.replay"  # topic exchange, bound to openklant.events with "#"
+
+# Each dead-letter queue and the exchange `contact-router dlq replay` publishes its messages back to.
+DEAD_LETTER_QUEUES = {DEAD: CONTACTS, OPENKLANT_DEAD: OPENKLANT_REPLAY}
 
 # Headers the service sets.
 H_IDEMPOTENCY = "x-idempotency-key"
