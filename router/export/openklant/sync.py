@@ -126,9 +126,10 @@ class ContactSync:
         lookup: Callable[[], Awaitable[str | None]],
         create: Callable[[], Awaitable[str]],
         kind: str,
+        extra: dict[str, str] | None = None,
     ) -> str:
         """The uuid of `field`: from the mapping, else looked up (when a create may have happened),
-        else created."""
+        else created. What `lookup` or `create` put in `extra` is written with the uuid, at once."""
         value = m.get(field)
         if value and value != PENDING:
             return value
@@ -140,14 +141,15 @@ class ContactSync:
             self.created[kind] += 1
         else:
             log.info("openklant_found_after_retry", kind=kind)
-        await self.mapping.put(key, {field: found})
-        m[field] = found
+        written = {**(extra or {}), field: found}
+        await self.mapping.put(key, written)
+        m.update(written)
         return found
 
     async def _klantcontact(self, target: Target, contact: Contact, key: str, m: dict[str, str]) -> str:
         client = target.client
         ids = onderwerpobject_identifiers(contact)
-        betrokkene: list[str] = []
+        extra: dict[str, str] = {}
 
         async def lookup() -> str | None:
             found = await client.list_all(
@@ -157,7 +159,8 @@ class ContactSync:
                 log.warning("openklant_duplicate_klantcontacten", contact_id=contact.cid, found=len(found))
             if not found:
                 return None
-            betrokkene.extend(str(b["uuid"]) for b in found[0].get("hadBetrokkenen", [])[:1])
+            for b in found[0].get("hadBetrokkenen", [])[:1]:
+                extra["betrokkene"] = str(b["uuid"])
             return str(found[0]["uuid"])
 
         async def create() -> str:
@@ -169,14 +172,11 @@ class ContactSync:
                     "onderwerpobject": {"wasKlantcontact": None, "onderwerpobjectidentificator": ids[0]},
                 },
             )
-            betrokkene.append(str(doc["betrokkene"]["uuid"]))
+            extra["betrokkene"] = str(doc["betrokkene"]["uuid"])
             return str(doc["klantcontact"]["uuid"])
 
-        kc = await self._ensure(key, m, "klantcontact", lookup, create, "klantcontact")
-        if betrokkene:
-            m["betrokkene"] = betrokkene[0]
-            await self.mapping.put(key, {"betrokkene": betrokkene[0]})
-        elif not m.get("betrokkene"):  # found without one (made by hand in Open Klant?): add it
+        kc = await self._ensure(key, m, "klantcontact", lookup, create, "klantcontact", extra)
+        if not m.get("betrokkene"):  # found without one (made by hand in Open Klant?): add it
             doc = await client.post(
                 "/betrokkenen",
                 {"hadKlantcontact": {"uuid": kc}, "wasPartij": None, "rol": "klant", "initiator": True},
