@@ -26,6 +26,7 @@ from tests.harness import ALL_KEY, Harness, wait_routed
 from tests.openklant.conftest import (
     TENANTS,
     ExporterProcess,
+    delete_export_topology,
     exporter_env,
     queue_state,
     wait_for,
@@ -300,3 +301,41 @@ async def test_without_a_token_the_exporter_does_not_start_and_says_which_variab
     assert run.returncode == 2
     assert "no Open Klant token: set OPENKLANT_TOKEN_COEVORDEN" in run.stderr
     assert stubs["ommen"].token not in run.stderr
+
+
+async def test_a_tenant_without_open_klant_is_not_exported_and_key_names_hold_nothing_personal(
+    h: Harness,
+    stubs: dict[str, OpenKlantStub],
+    tmp_path: Path,
+    amqp: aio_pika.abc.AbstractConnection,
+    namespace: str,
+    redis_client: Any,
+) -> None:
+    names = Names(namespace)
+    rules = write_rules(tmp_path / "only-ommen", {"ommen": stubs["ommen"]})
+    env = exporter_env(namespace, rules)
+    del env["OPENKLANT_TOKEN_COEVORDEN"]  # not needed: coevorden has no `openklant:` section
+    proc = ExporterProcess(env, tmp_path / "exporter.log")
+    proc.start()
+    try:
+        await wait_ready(amqp, names, proc)
+        ommen, coevorden = resident_contact(h, 0), resident_contact(h, 1)
+        await publish_all(h, [ommen, coevorden])
+        await wait_routed(h.rt, coevorden.cid)
+        await wait_for(lambda: stubs["ommen"].klantcontacten_of(ommen.cid), "the ommen contact exported")
+        await asyncio.sleep(0.5)
+        assert stubs["coevorden"].requests == {}  # its events never reach the exporter
+        assert (await queue_state(amqp, names(topology.OPENKLANT_QUEUE)))[0] == 0
+        keys = [k.decode() async for k in redis_client.scan_iter(match=f"{namespace}openklant:*")]
+        assert sorted(keys) == [
+            f"{namespace}openklant:{{ommen}}:actors",
+            f"{namespace}openklant:{{ommen}}:contact:{ommen.cid}",
+        ]
+        mapping = await redis_client.hgetall(f"{namespace}openklant:{{ommen}}:contact:{ommen.cid}")
+        assert ommen.sender is not None
+        text = repr(mapping)
+        for personal in (ommen.sender.email, ommen.sender.phone, "Inwoner"):
+            assert personal not in text
+    finally:
+        proc.stop()
+        await delete_export_topology(amqp, names)
