@@ -115,9 +115,10 @@ class ExportConsumer:
         try:
             channel = await conn.channel()
             await channel.set_qos(prefetch_count=self.prefetch)
-            dead_channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
-            dead = await dead_channel.get_exchange(self.names(topology.OPENKLANT_DEAD), ensure=False)
             queue = await declare_export_queue(channel, self.names, self.tenants, self.others)
+            # Dead letters on a confirm channel: an event is acked only after the broker has its letter.
+            dead_channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
+            dead = await dead_channel.get_exchange(self.names(topology.OPENKLANT_DEAD), ensure=True)
 
             async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
                 task = asyncio.create_task(self._handle(message, dead))
