@@ -224,7 +224,7 @@ def actor_body(tenant: str, team: str, name: str) -> dict[str, Any]:
             "codeRegister": REGISTER,
             "codeSoortObjectId": "team-id",
         },
-        "actoridentificatie": {"omschrijving": name[:ACTOR_NAME_CHARS]},
+        "actorIdentificatie": {"omschrijving": name[:ACTOR_NAME_CHARS]},
     }
 
 

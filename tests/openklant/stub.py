@@ -114,7 +114,7 @@ SCHEMAS: dict[str, dict[str, F]] = {
         ),
         "indicatieActief": F("bool"),
         "actoridentificator": F("obj:Actoridentificator", nullable=True),
-        "actoridentificatie": F("obj:OrganisatorischeEenheid", nullable=True),
+        "actorIdentificatie": F("obj:OrganisatorischeEenheid", nullable=True),
     },
     "actorklantcontacten": {
         "actor": F("fk:actoren", required=True),

@@ -157,3 +157,39 @@ async def test_503_on_demand(stub: OpenKlantStub, http: aiohttp.ClientSession) -
     assert (await call(http, stub, "GET", "/actoren"))[0] == 503
     stub.outage(0)
     assert (await call(http, stub, "GET", "/actoren"))[0] == 200
+
+
+def test_every_field_the_exporter_sends_is_a_writable_field_of_the_document() -> None:
+    """Open Klant ignores unknown body fields silently: a misspelt one would be lost without a word."""
+    from router.core.contact import Contact
+    from router.core.openklant import (
+        OpenKlantConfig,
+        actor_body,
+        digital_addresses,
+        internetaak_body,
+        klantcontact_body,
+        onderwerpobject_identifiers,
+    )
+    from tests.openklant.stub import SCHEMAS
+
+    contact = Contact.model_validate(
+        {
+            "tenant": "ommen",
+            "channel": "mail",
+            "received_at": "2026-11-30T09:15:00+01:00",
+            "source": {"adapter": "t", "native_id": "1"},
+            "sender": {"email": "a@example.nl", "phone": "0612345678"},
+        }
+    )
+    config = OpenKlantConfig(base_url="https://ok.example/api")
+    sent = {
+        "klantcontacten": klantcontact_body(contact, config),
+        "actoren": actor_body("ommen", "kcc", "KCC"),
+        "internetaken": internetaak_body({"id": "x-cb1", "team": "kcc"}, [], "kc", "a"),
+        "digitaleadressen": digital_addresses(contact)[0].body("b"),
+        "Onderwerpobjectidentificator": onderwerpobject_identifiers(contact)[0],
+        "Actoridentificator": actor_body("ommen", "kcc", "KCC")["actoridentificator"],
+        "OrganisatorischeEenheid": actor_body("ommen", "kcc", "KCC")["actorIdentificatie"],
+    }
+    for schema, body in sent.items():
+        assert set(body) <= set(SCHEMAS[schema]), (schema, set(body) - set(SCHEMAS[schema]))
