@@ -251,7 +251,7 @@ async def run(args: argparse.Namespace) -> int:
         await seed(r, keys, contacts)
         exporter.start()
         for _ in range(600):
-            if (await consumers(conn, names(topology.OPENKLANT_QUEUE)))[1]:
+            if all([(await consumers(conn, names.openklant_queue(t)))[1] for t in TENANTS]):
                 break
             await asyncio.sleep(0.05)
         print(f"contacts {args.contacts}, callback requests {args.callbacks}, tenants {', '.join(TENANTS)}")
@@ -303,8 +303,8 @@ async def run(args: argparse.Namespace) -> int:
         for s in stubs.values():
             await s.close()
         ch = await conn.channel()
-        for q in (topology.OPENKLANT_QUEUE, topology.OPENKLANT_DEAD):
-            await ch.queue_delete(names(q))
+        for q in (*(names.openklant_queue(t) for t in TENANTS), names(topology.OPENKLANT_DEAD)):
+            await ch.queue_delete(q)
         for x in (topology.OPENKLANT_DEAD, topology.OPENKLANT_REPLAY, topology.EVENTS):
             await ch.exchange_delete(names(x))
         await conn.close()

@@ -24,13 +24,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ok = verbs.add_parser(
         "openklant",
         help="routed contacts and callback requests to each tenant's Open Klant (its own process)",
-        description="Consume exchange `events` (queue openklant.events) and keep each exported "
-        "tenant's Open Klant in step: a klantcontact per routed contact, an internetaak per callback "
-        "request. Tenants: those whose rules have an `openklant:` section; tokens from "
+        description="Consume exchange `events` (a queue openklant.events.<tenant> per tenant) and keep "
+        "each exported tenant's Open Klant in step: a klantcontact per routed contact, an internetaak "
+        "per callback request. Tenants: those whose rules have an `openklant:` section; tokens from "
         "OPENKLANT_TOKEN_<TENANT>. What Open Klant refuses goes to openklant.dead "
         "(`contact-router dlq --queue openklant.dead ...`).",
     )
-    ok.add_argument("--prefetch", type=int, default=200, help="events in hand at most (default 200)")
+    ok.add_argument(
+        "--prefetch", type=int, default=100, help="events in hand per tenant at most (default 100)"
+    )
     ok.set_defaults(func=_openklant)
 
 

@@ -117,9 +117,9 @@ async def exporter(
 
 async def delete_export_topology(conn: aio_pika.abc.AbstractConnection, names: Names) -> None:
     channel = await conn.channel()
-    for q in (topology.OPENKLANT_QUEUE, topology.OPENKLANT_DEAD):
+    for q in (*(names.openklant_queue(t) for t in TENANTS), names(topology.OPENKLANT_DEAD)):
         try:
-            await channel.queue_delete(names(q))
+            await channel.queue_delete(q)
         except Exception:
             channel = await conn.channel()
     for x in (topology.OPENKLANT_DEAD, topology.OPENKLANT_REPLAY):
@@ -159,11 +159,16 @@ async def wait_for(check: Callable[[], Any], what: str, within: float = 30.0, ev
         await asyncio.sleep(every)
 
 
-async def wait_ready(conn: aio_pika.abc.AbstractConnection, names: Names, proc: ExporterProcess) -> None:
+async def wait_ready(
+    conn: aio_pika.abc.AbstractConnection,
+    names: Names,
+    proc: ExporterProcess,
+    tenants: tuple[str, ...] = TENANTS,
+) -> None:
     async def consuming() -> bool:
         assert proc.proc is not None
         if proc.proc.poll() is not None:
             raise AssertionError(f"the exporter exited with {proc.proc.returncode}:\n{proc.logs()[-3000:]}")
-        return (await queue_state(conn, names(topology.OPENKLANT_QUEUE)))[1] > 0
+        return all([(await queue_state(conn, names.openklant_queue(t)))[1] > 0 for t in tenants])
 
-    await wait_for(consuming, "the exporter consumes openklant.events", within=30)
+    await wait_for(consuming, "the exporter consumes openklant.events.<tenant>", within=30)

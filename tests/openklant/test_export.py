@@ -195,7 +195,8 @@ async def test_two_tenants_export_exactly_once_through_two_kills_and_an_outage(
         assert sorted(actors) == sorted(set(actors)), f"{tenant}: an actor created twice"
         assert stub.statuses[503] > 0, "the outage was not seen"
 
-    assert (await queue_state(amqp, names(topology.OPENKLANT_QUEUE)))[0] == 0
+    for tenant in TENANTS:
+        assert (await queue_state(amqp, names.openklant_queue(tenant)))[0] == 0
     assert (await queue_state(amqp, names(topology.OPENKLANT_DEAD)))[0] == 0
     logs = exporter.logs()
     assert "openklant_retry" in logs
@@ -318,14 +319,15 @@ async def test_a_tenant_without_open_klant_is_not_exported_and_key_names_hold_no
     proc = ExporterProcess(env, tmp_path / "exporter.log")
     proc.start()
     try:
-        await wait_ready(amqp, names, proc)
+        await wait_ready(amqp, names, proc, ("ommen",))
         ommen, coevorden = resident_contact(h, 0), resident_contact(h, 1)
         await publish_all(h, [ommen, coevorden])
         await wait_routed(h.rt, coevorden.cid)
         await wait_for(lambda: stubs["ommen"].klantcontacten_of(ommen.cid), "the ommen contact exported")
         await asyncio.sleep(0.5)
         assert stubs["coevorden"].requests == {}  # its events never reach the exporter
-        assert (await queue_state(amqp, names(topology.OPENKLANT_QUEUE)))[0] == 0
+        assert (await queue_state(amqp, names.openklant_queue("ommen")))[0] == 0
+        assert (await queue_state(amqp, names.openklant_queue("coevorden")))[0] == -1  # no such queue
         keys = [k.decode() async for k in redis_client.scan_iter(match=f"{namespace}openklant:*")]
         assert sorted(keys) == [
             f"{namespace}openklant:{{ommen}}:actors",
@@ -339,3 +341,28 @@ async def test_a_tenant_without_open_klant_is_not_exported_and_key_names_hold_no
     finally:
         proc.stop()
         await delete_export_topology(amqp, names)
+
+
+async def test_one_open_klant_down_holds_only_its_own_tenants_events_and_loses_none(
+    h: Harness,
+    stubs: dict[str, OpenKlantStub],
+    exporter: ExporterProcess,
+    amqp: aio_pika.abc.AbstractConnection,
+    namespace: str,
+) -> None:
+    names = Names(namespace)
+    stubs["ommen"].outage(120)
+    exporter.start()
+    await wait_ready(amqp, names, exporter)
+    contacts = [resident_contact(h, i) for i in range(300)]  # 150 each: more than the prefetch
+    await publish_all(h, contacts)
+    theirs = [c for c in contacts if c.tenant == "coevorden"]
+    await wait_for(
+        lambda: all(stubs["coevorden"].klantcontacten_of(c.cid) for c in theirs),
+        "coevorden exported while ommen's Open Klant is down",
+        within=30,
+    )
+    assert stubs["ommen"].objects["klantcontacten"] == {} and stubs["ommen"].statuses[503] > 0
+    assert exporter.stop() == 0  # a clean stop in the middle of the retries
+    ready, _ = await queue_state(amqp, names.openklant_queue("ommen"))
+    assert ready == 150  # every ommen event back in its queue: nothing lost

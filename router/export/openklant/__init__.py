@@ -5,5 +5,5 @@
 - `mapping`: our ids → Open Klant uuids in Redis, with the marks that say a create may have happened;
 - `sync`: makes one contact's objects in Open Klant match the store (what `router.core.openklant`
   maps), looking an object up before creating it again;
-- `consumer`: the queue `openklant.events`, its dead letters and replays.
+- `consumer`: a queue per tenant, `openklant.events.<tenant>`, its dead letters and replays.
 """

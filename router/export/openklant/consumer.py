@@ -1,19 +1,23 @@
-"""The export's consumer of exchange `events`: its own durable quorum queue `openklant.events`, bound
-with `<tenant>.<event>` for each exported tenant and event (router.core.openklant.EXPORTED_EVENTS), and
-to exchange `openklant.replay` with "#" (where `contact-router dlq --queue openklant.dead replay` sends
-dead letters back).
+"""The export's consumer of exchange `events`: a durable quorum queue per exported tenant,
+`openklant.events.<tenant>`, bound with `<tenant>.<event>` for each exported event
+(router.core.openklant.EXPORTED_EVENTS) and to exchange `openklant.replay` with `<tenant>.#` (where
+`contact-router dlq replay --queue openklant.dead` sends dead letters back). A queue per tenant, each on
+its own channel with its own prefetch: one municipality's Open Klant down for an hour holds only that
+tenant's events, never another's.
 
-    deliveries (up to `prefetch` in hand) → a task each → ContactSync.handle
+    deliveries (up to `prefetch` in hand per tenant) → a task each → ContactSync.handle
       → synced, or nothing to do      ack
       → Open Klant refused (4xx)       publish to `openklant.dead` with the reason (confirmed), then ack
       → Open Klant or Redis away       the client retries with backoff; Redis: again after `retry`
       → stopping                       not acked: the broker delivers it again
 
-The queue has `x-single-active-consumer`: a second exporter waits as a standby instead of syncing the
-same contacts at the same time. It has a delivery limit and dead-letters to `openklant.dead` too, so an
-event that crashes the exporter every time ends there (header x-death) instead of looping. A killed
-exporter leaves its unacked deliveries to the broker; syncing is idempotent (router.export.openklant.
-sync), so a redelivered event changes nothing that was done.
+The queues have `x-single-active-consumer`: a second exporter waits as a standby instead of syncing the
+same contacts at the same time. They have a delivery limit and dead-letter to `openklant.dead` too, so
+an event that crashes the exporter every time ends there (header x-death) instead of looping. A killed
+exporter leaves its unacked deliveries to the broker; syncing is idempotent
+(router.export.openklant.sync), so a redelivered event changes nothing that was done. The queue of a
+tenant that is no longer exported loses its bindings at the next start (its leftovers stay until an
+operator deletes it).
 """
 
 from __future__ import annotations
@@ -41,11 +45,10 @@ log = logs.get("router.export.openklant")
 DELIVERY_LIMIT = 50
 
 
-async def declare_export_queue(
-    channel: aio_pika.abc.AbstractChannel, names: Names, tenants: list[str], others: list[str]
-) -> aio_pika.abc.AbstractQueue:
-    """The queue, its dead letters and bindings (idempotent). `others`: tenants not exported (any more),
-    whose bindings are removed."""
+async def declare_export_queues(
+    channel: aio_pika.abc.AbstractChannel, names: Names, tenants: list[str]
+) -> dict[str, aio_pika.abc.AbstractQueue]:
+    """The tenants' queues, their dead letters and bindings (idempotent)."""
     topic = aio_pika.ExchangeType.TOPIC
     events = await channel.declare_exchange(names(topology.EVENTS), topic, durable=True)
     replay = await channel.declare_exchange(names(topology.OPENKLANT_REPLAY), topic, durable=True)
@@ -60,15 +63,29 @@ async def declare_export_queue(
         dead_letter_exchange=names(topology.OPENKLANT_DEAD), delivery_limit=DELIVERY_LIMIT
     )
     arguments["x-single-active-consumer"] = True
-    queue = await channel.declare_queue(names(topology.OPENKLANT_QUEUE), durable=True, arguments=arguments)
+    queues = {}
     for tenant in tenants:
+        queue = await channel.declare_queue(names.openklant_queue(tenant), durable=True, arguments=arguments)
         for event in EXPORTED_EVENTS:
             await queue.bind(events, routing_key=f"{tenant}.{event}")
-    for tenant in others:
+        await queue.bind(replay, routing_key=f"{tenant}.#")
+        queues[tenant] = queue
+    return queues
+
+
+async def unbind_tenants(conn: aio_pika.abc.AbstractConnection, names: Names, tenants: list[str]) -> None:
+    """Tenants no longer exported: their queues (where they exist) get no more events."""
+    for tenant in tenants:
+        channel = await conn.channel()
+        try:
+            queue = await channel.declare_queue(names.openklant_queue(tenant), passive=True)
+        except aio_pika.exceptions.ChannelClosed:
+            continue  # never exported: nothing to unbind
         for event in EXPORTED_EVENTS:
-            await queue.unbind(events, routing_key=f"{tenant}.{event}")
-    await queue.bind(replay, routing_key="#")
-    return queue
+            await queue.unbind(names(topology.EVENTS), routing_key=f"{tenant}.{event}")
+        await queue.unbind(names(topology.OPENKLANT_REPLAY), routing_key=f"{tenant}.#")
+        log.info("openklant_tenant_unbound", tenant=tenant)
+        await channel.close()
 
 
 class ExportConsumer:
@@ -81,7 +98,7 @@ class ExportConsumer:
         others: list[str],
         stop: asyncio.Event,
         *,
-        prefetch: int = 200,
+        prefetch: int = 100,
         retry: float = 1.0,
         connection_name: str = "export-openklant",
     ):
@@ -113,9 +130,9 @@ class ExportConsumer:
     async def _session(self) -> None:
         conn = await aio_pika.connect(self.url, client_properties={"connection_name": self.connection_name})
         try:
-            channel = await conn.channel()
-            await channel.set_qos(prefetch_count=self.prefetch)
-            queue = await declare_export_queue(channel, self.names, self.tenants, self.others)
+            setup = await conn.channel()
+            await declare_export_queues(setup, self.names, self.tenants)
+            await unbind_tenants(conn, self.names, self.others)
             # Dead letters on a confirm channel: an event is acked only after the broker has its letter.
             dead_channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
             dead = await dead_channel.get_exchange(self.names(topology.OPENKLANT_DEAD), ensure=True)
@@ -125,17 +142,24 @@ class ExportConsumer:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-            tag = await queue.consume(on_message)
+            channels, consuming = [], []
+            for tenant in self.tenants:
+                channel = await conn.channel()
+                await channel.set_qos(prefetch_count=self.prefetch)
+                queue = await channel.get_queue(self.names.openklant_queue(tenant), ensure=False)
+                consuming.append((queue, await queue.consume(on_message)))
+                channels.append(channel)
             self.ready = True
-            log.info("openklant_consumer_ready", queue=queue.name, tenants=self.tenants)
+            log.info("openklant_consumer_ready", tenants=self.tenants)
             try:
-                while not self._stop.is_set() and not channel.is_closed:
+                while not self._stop.is_set() and not any(c.is_closed for c in channels):
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), 0.5)
             finally:
                 self.ready = False
-                with contextlib.suppress(Exception):
-                    await queue.cancel(tag)
+                for queue, tag in consuming:
+                    with contextlib.suppress(Exception):
+                        await queue.cancel(tag)
                 # In-flight work ends at its next request (Stopped) and stays unacked.
                 if self._tasks:
                     await asyncio.wait(list(self._tasks), timeout=10)
