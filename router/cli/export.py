@@ -34,6 +34,61 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--prefetch", type=int, default=100, help="events in hand per tenant at most (default 100)"
     )
     ok.set_defaults(func=_openklant)
+    check = verbs.add_parser(
+        "check",
+        help="exit 0 when every exported tenant's queue has a consumer (a healthcheck); counts per queue",
+    )
+    check.set_defaults(func=_check)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from router.core.rules import RulesError
+    from router.core.tenants import load
+
+    settings = settings_from(args)
+    try:
+        tenants = load(settings.rules_dir)
+    except RulesError as exc:
+        print(f"rules are invalid:\n{exc}", file=sys.stderr)
+        return 2
+    exported = sorted(t for t, tenant in tenants.items() if tenant.loaded.rules.openklant is not None)
+    if not exported:
+        print("no tenant has an `openklant:` section in its rules: nothing to export", file=sys.stderr)
+        return 2
+    return run_loop(_queue_counts(settings, exported))
+
+
+async def _queue_counts(settings: Any, tenants: list[str]) -> int:
+    import aio_pika
+
+    from router.core import topology
+    from router.core.topology import Names
+
+    names = Names(settings.namespace)
+    conn = await aio_pika.connect(
+        settings.amqp_url, timeout=10, client_properties={"connection_name": "export-check"}
+    )
+    healthy = True
+    try:
+        # Each tenant's queue needs a consumer; the dead letters are only counted.
+        queues = [(names.openklant_queue(t), True) for t in tenants] + [
+            (names(topology.OPENKLANT_DEAD), False)
+        ]
+        for queue, consumed in queues:
+            channel = await conn.channel()
+            try:
+                result = (await channel.declare_queue(queue, passive=True)).declaration_result
+                ready, consumers = int(result.message_count or 0), int(result.consumer_count or 0)
+            except aio_pika.exceptions.ChannelClosed:
+                print(f"{queue}: missing (the exporter never started)")
+                healthy = False
+                continue
+            print(f"{queue}: {ready} waiting" + (f", {consumers} consumer(s)" if consumed else ""))
+            healthy = healthy and (consumers > 0 or not consumed)
+            await channel.close()
+    finally:
+        await conn.close()
+    return 0 if healthy else 1
 
 
 def _tokens(tenants: dict[str, Any]) -> tuple[dict[str, str], list[str]]:

@@ -236,8 +236,14 @@ async def test_a_refused_contact_is_dead_lettered_naming_the_field_and_replays_o
 ) -> None:
     names = Names(namespace)
     stubs["ommen"].refuse("klantcontacten", "kanaal")  # as a stricter Open Klant would
+    env = exporter_env(namespace, Path(exporter.env["RULES_DIR"]))
+    missing = await run_cli(env, "export", "check")
+    assert missing.returncode == 1 and "missing (the exporter never started)" in missing.stdout
     exporter.start()
     await wait_ready(amqp, names, exporter)
+    check = await run_cli(env, "export", "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"{names.openklant_queue('ommen')}: 0 waiting, 1 consumer(s)" in check.stdout
     refused, fine = resident_contact(h, 0), resident_contact(h, 1)
     assert (refused.tenant, fine.tenant) == ("ommen", "coevorden")
     await publish_all(h, [refused, fine])
@@ -256,7 +262,6 @@ async def test_a_refused_contact_is_dead_lettered_naming_the_field_and_replays_o
     assert stubs["ommen"].klantcontacten_of(refused.cid) == []
 
     stubs["ommen"].refused.clear()  # fixed on the Open Klant side
-    env = exporter_env(namespace, Path(exporter.env["RULES_DIR"]))
     listed = await run_cli(env, "dlq", "list", "--queue", "openklant.dead")
     assert listed.returncode == 0 and "klantcontact.kanaal (invalid_choice)" in listed.stdout
     assert "ommen.contact.routed" in listed.stdout
