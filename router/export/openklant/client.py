@@ -79,7 +79,7 @@ class OpenKlantClient:
         timeout: float = 10.0,
         stop: asyncio.Event | None = None,
         first_delay: float = 0.2,
-        max_delay: float = 30.0,
+        max_delay: float = 15.0,
     ):
         self.session = session
         self.tenant = tenant
