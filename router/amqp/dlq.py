@@ -132,11 +132,17 @@ def parse(message: AbstractIncomingMessage) -> DeadLetter:
 
 
 class DeadLetterQueue:
-    """Browse and replay `router.dead` over one connection."""
+    """Browse and replay a dead-letter queue over one connection: `router.dead` (replayed to exchange
+    `contacts`) or another of `topology.DEAD_LETTER_QUEUES` (the Open Klant export's `openklant.dead`,
+    replayed to `openklant.replay`)."""
 
-    def __init__(self, url: str, names: Names):
+    def __init__(self, url: str, names: Names, queue: str = topology.DEAD):
+        if queue not in topology.DEAD_LETTER_QUEUES:
+            raise DlqError(f"{queue} is not a dead-letter queue ({', '.join(topology.DEAD_LETTER_QUEUES)})")
         self.url = url
         self.names = names
+        self.queue = queue
+        self.replay_exchange = topology.DEAD_LETTER_QUEUES[queue]
         self._connection: aio_pika.abc.AbstractConnection | None = None
 
     async def __aenter__(self) -> DeadLetterQueue:
@@ -156,7 +162,7 @@ class DeadLetterQueue:
         self, channel: aio_pika.abc.AbstractChannel, limit: int | None
     ) -> list[tuple[DeadLetter, AbstractIncomingMessage]]:
         """Take up to `limit` dead letters (at most as many as are there now), unacknowledged."""
-        name = self.names(topology.DEAD)
+        name = self.names(self.queue)
         try:
             queue = await channel.declare_queue(name, passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity as exc:
@@ -196,7 +202,7 @@ class DeadLetterQueue:
             )
             if missing:
                 return [], missing
-            contacts = await out.get_exchange(self.names(topology.CONTACTS), ensure=True)
+            contacts = await out.get_exchange(self.names(self.replay_exchange), ensure=True)
             replayed = []
             for dead, message in wanted:
                 headers = {k: v for k, v in dead.headers.items() if k not in _DEATH_HEADERS}

@@ -9,7 +9,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from router.cli import adapters, deadline, dlq, history, privacy, rules, schema, serve, topology
+from router.cli import adapters, deadline, dlq, export, history, privacy, rules, schema, serve, topology
 from router.cli.common import describe, run_loop, settings_from
 
 __all__ = ["main", "parser", "run_loop", "settings_from"]
@@ -22,7 +22,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="contact-router", description=__doc__)
     p.add_argument("--rules-dir", help="rules directory (default: RULES_DIR or ./rules)")
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (serve, topology, rules, deadline, schema, adapters, dlq, privacy, history):
+    for group in (serve, topology, rules, deadline, schema, adapters, dlq, privacy, history, export):
         group.add_parser(sub)
     for module in OPTIONAL_GROUPS:
         try:

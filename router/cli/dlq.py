@@ -29,8 +29,10 @@ def _settings() -> Settings:
 
 
 # `<tenant>.<channel>` (identifiers as the Contact model has them), or `-.<channel>` from an adapter
-# that could not tell the tenant.
-_ROUTING_KEY = re.compile(r"(?:[a-z][a-z0-9_-]{0,39}|-)\.[a-z][a-z0-9_-]{0,39}")
+# that could not tell the tenant; in openklant.dead `<tenant>.<event>` (ommen.contact.routed).
+_ROUTING_KEY = re.compile(
+    r"(?:[a-z][a-z0-9_-]{0,39}|-)\.[a-z][a-z0-9_-]{0,39}|[a-z][a-z0-9_-]{0,39}\.(?:contact|callback)\.[a-z_]{1,30}"
+)
 OTHER_KEY = "(not <tenant>.<channel>)"
 
 
@@ -43,10 +45,10 @@ def summary(d: DeadLetter, now: datetime) -> dict[str, Any]:
     return {**d.summary(now), "routing_key": shown_key(d.routing_key)}
 
 
-def _print_table(letters: list[DeadLetter], out: TextIO) -> None:
+def _print_table(letters: list[DeadLetter], out: TextIO, queue: str = topology.DEAD) -> None:
     now = datetime.now(UTC)
     if not letters:
-        print("router.dead is empty", file=out)
+        print(f"{queue} is empty", file=out)
         return
     print(f"{'ID':<38} {'AGE':>5} {'SIZE':>8}  {'ROUTING KEY':<24} REASON", file=out)
     for d in letters:
@@ -57,21 +59,21 @@ def _print_table(letters: list[DeadLetter], out: TextIO) -> None:
 
 
 async def _list(args: argparse.Namespace, settings: Settings) -> int:
-    async with DeadLetterQueue(settings.amqp_url, Names(settings.namespace)) as dlq:
+    async with DeadLetterQueue(settings.amqp_url, Names(settings.namespace), args.queue) as dlq:
         letters = await dlq.browse(args.limit)
     if args.json:
         now = datetime.now(UTC)
         print(json.dumps([summary(d, now) for d in letters], indent=2))
     else:
-        _print_table(letters, sys.stdout)
+        _print_table(letters, sys.stdout, args.queue)
     return 0
 
 
 async def _show(args: argparse.Namespace, settings: Settings) -> int:
-    async with DeadLetterQueue(settings.amqp_url, Names(settings.namespace)) as dlq:
+    async with DeadLetterQueue(settings.amqp_url, Names(settings.namespace), args.queue) as dlq:
         letters = [d for d in await dlq.browse() if d.id == args.id]
     if not letters:
-        print(f"no dead letter with id '{args.id}' in router.dead", file=sys.stderr)
+        print(f"no dead letter with id '{args.id}' in {args.queue}", file=sys.stderr)
         return 1
     now = datetime.now(UTC)
     for d in letters:
@@ -100,13 +102,14 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
     if args.all and args.ids:
         print("give either ids or --all, not both", file=sys.stderr)
         return 2
-    async with DeadLetterQueue(settings.amqp_url, Names(settings.namespace)) as dlq:
+    async with DeadLetterQueue(settings.amqp_url, Names(settings.namespace), args.queue) as dlq:
         replayed, missing = await dlq.replay(None if args.all else args.ids)
+        target = Names(settings.namespace)(dlq.replay_exchange)
     if missing:
-        print(f"not in router.dead: {', '.join(missing)}; nothing was replayed", file=sys.stderr)
+        print(f"not in {args.queue}: {', '.join(missing)}; nothing was replayed", file=sys.stderr)
         return 1
     for d in replayed:
-        print(f"replayed {d.id} -> {Names(settings.namespace)(topology.CONTACTS)} key {d.routing_key}")
+        print(f"replayed {d.id} -> {target} key {d.routing_key}")
     print(f"{len(replayed)} dead letter(s) replayed")
     return 0
 
@@ -132,8 +135,17 @@ def add_parser(subparsers: Any) -> None:
         "Replaying is idempotent: a contact is routed at most once however often it is replayed.",
     )
     sub = p.add_subparsers(dest="action", required=True)
+    queue = argparse.ArgumentParser(add_help=False)
+    queue.add_argument(
+        "--queue",
+        choices=sorted(topology.DEAD_LETTER_QUEUES),
+        default=topology.DEAD,
+        help="the dead-letter queue (default router.dead; openklant.dead: the Open Klant export's, "
+        "replayed to exchange openklant.replay)",
+    )
     ls = sub.add_parser(
         "list",
+        parents=[queue],
         help="id, age, size, original routing key and reason of each dead letter; never the body",
         description="List dead letters without removing them. Bodies are never printed: they hold "
         "personal data. Use `dlq show ID` for one body.",
@@ -143,6 +155,7 @@ def add_parser(subparsers: Any) -> None:
     ls.set_defaults(func=_run(_list))
     show = sub.add_parser(
         "show",
+        parents=[queue],
         help="one dead letter with headers AND BODY (personal data: an operator's explicit request)",
         description="Print one dead letter: reason, routing key, headers and the BODY. The body holds "
         "personal data (names, addresses, message text): do not paste it into tickets or chat.",
@@ -152,7 +165,8 @@ def add_parser(subparsers: Any) -> None:
     show.set_defaults(func=_run(_show))
     rp = sub.add_parser(
         "replay",
-        help="publish dead letters back to exchange contacts with their original routing key",
+        parents=[queue],
+        help="publish dead letters back (router.dead: to exchange contacts) with their original routing key",
         description="Publish dead letters, body unchanged, to exchange `contacts` with their original "
         "routing key, and remove each from router.dead once the broker confirmed it. Idempotent: the "
         "router routes a contact at most once. If an id is not found, nothing is replayed.",

@@ -1,7 +1,8 @@
 """Per-municipality rules files (rules/<tenant>.yaml): schema, loading and `file:line` errors.
 
 A rules file holds the tenant's teams, routing rules, transfer limit, calendar, service norms and
-retention (`router.core.retention`).
+retention (`router.core.retention`) and, optionally, the export to Open Klant
+(`router.core.openklant`).
 Files are validated at start-up; a bad file is refused with the file, the line and the reason.
 """
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from router.core.calendar.norms import NormTable
 from router.core.calendar.terms import Term
 from router.core.calendar.workdays import CalendarSpec
+from router.core.openklant import OpenKlantConfig
 from router.core.retention import Retention
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
@@ -104,6 +106,9 @@ class TenantRules(_Model):
     norms: NormTable = NormTable(())
     # How long closed contacts and dead letters are kept; without it 12 months and 30 days.
     retention: Retention = Retention()
+    # The export of routed contacts and callback requests to the tenant's Open Klant (docs/openklant.md);
+    # without it the tenant is not exported.
+    openklant: OpenKlantConfig | None = None
 
     @model_validator(mode="after")
     def _teams_exist(self) -> TenantRules:
@@ -117,6 +122,9 @@ class TenantRules(_Model):
                 raise ValueError(
                     f"{field} '{getattr(self, field)}' is not one of the teams ({', '.join(ids)})"
                 )
+        unknown = sorted(set(self.openklant.actors) - known) if self.openklant else []
+        if unknown:
+            raise ValueError(f"openklant.actors names teams that do not exist: {', '.join(unknown)}")
         return self
 
     def team_ids(self) -> list[str]:

@@ -15,6 +15,15 @@ UNROUTABLE = "router.unroutable"  # alternate exchange and queue of `teams`: not
 TEAMS = "teams"  # topic exchange, key <tenant>.<team>
 EVENTS = "events"  # topic exchange, key <tenant>.<event> (ommen.contact.routed, ...)
 ESCALATIONS = "escalations"  # topic exchange, key <tenant>; queue escalations.<tenant>
+# The Open Klant export (router.export.openklant): a queue per exported tenant,
+# openklant.events.<tenant>, bound to `events` with <tenant>.<event>; its dead letters; the exchange a
+# replay goes to.
+OPENKLANT_QUEUE = "openklant.events"
+OPENKLANT_DEAD = "openklant.dead"  # exchange and queue: events the export could not deliver, with a reason
+OPENKLANT_REPLAY = "openklant.replay"  # topic exchange, bound to each tenant's queue with <tenant>.#
+
+# Each dead-letter queue and the exchange `contact-router dlq replay` publishes its messages back to.
+DEAD_LETTER_QUEUES = {DEAD: CONTACTS, OPENKLANT_DEAD: OPENKLANT_REPLAY}
 
 # Headers the service sets.
 H_IDEMPOTENCY = "x-idempotency-key"
@@ -36,3 +45,6 @@ class Names:
 
     def escalation_queue(self, tenant: str) -> str:
         return f"{self.prefix}escalations.{tenant}"
+
+    def openklant_queue(self, tenant: str) -> str:
+        return f"{self.prefix}{OPENKLANT_QUEUE}.{tenant}"
