@@ -16,6 +16,7 @@ from router.core.casework import CaseError, CaseState, parse_callback_id
 from router.core.casework_service import Casework
 from router.core.ports import StoreUnavailable
 from router.http.context import CTX
+from router.http.workspace import texts
 from router.http.workspace.context import PREFIX
 from router.http.workspace.session import SignedInAgent, csrf_token, current_agent
 
@@ -103,15 +104,22 @@ async def callback_for(
     return state, cb
 
 
-def error_page(request: web.Request, status: int, message: str) -> web.Response:
+def base(request: web.Request, **values: Any) -> dict[str, Any]:
     agent = current_agent(request)
-    response = aiohttp_jinja2.render_template(
-        "fout.html",
-        request,
-        {"agent": agent, "csrf": csrf_token(request), "message": message, "status": status},
-        status=status,
-    )
-    return response
+    tenants = request.app[CTX].tenants
+    return {
+        "agent": agent,
+        "tenant_name": tenants[agent.tenant].loaded.rules.name if agent and agent.tenant in tenants else None,
+        "csrf": csrf_token(request),
+        "prefix": PREFIX,
+        "texts": texts,
+        **values,
+    }
+
+
+def error_page(request: web.Request, status: int, message: str) -> web.Response:
+    values = base(request, message=message, status=status)
+    return aiohttp_jinja2.render_template("fout.html", request, values, status=status)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

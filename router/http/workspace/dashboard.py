@@ -15,9 +15,9 @@ from router.core.report import ReportPeriod, compute, parse_report_period
 from router.core.tenants import Tenant
 from router.http.context import CTX
 from router.http.workspace import access, texts, views
-from router.http.workspace.access import page
+from router.http.workspace.access import base, page
 from router.http.workspace.context import WORKSPACE
-from router.http.workspace.pages import WORK_LIST_LIMIT, base
+from router.http.workspace.pages import WORK_LIST_LIMIT
 
 
 @dataclass

@@ -11,25 +11,12 @@ from router.core.casework import CALLBACK_OUTCOMES, public_callback
 from router.core.contact import Contact
 from router.http.context import CTX
 from router.http.workspace import access, audit, live, texts, views
-from router.http.workspace.access import Refused, page
+from router.http.workspace.access import Refused, base, page
 from router.http.workspace.context import PREFIX, WORKSPACE
 from router.http.workspace.demo import demo_agents
-from router.http.workspace.session import check_csrf, csrf_token, current_agent, sign_in, sign_out
+from router.http.workspace.session import check_csrf, sign_in, sign_out
 
 WORK_LIST_LIMIT = 5000
-
-
-def base(request: web.Request, **values: Any) -> dict[str, Any]:
-    agent = current_agent(request)
-    tenants = request.app[CTX].tenants
-    return {
-        "agent": agent,
-        "tenant_name": tenants[agent.tenant].loaded.rules.name if agent and agent.tenant in tenants else None,
-        "csrf": csrf_token(request),
-        "prefix": PREFIX,
-        "texts": texts,
-        **values,
-    }
 
 
 # -- signing in -------------------------------------------------------------------------------------

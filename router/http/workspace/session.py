@@ -83,7 +83,7 @@ class SessionConfig:
 
 SESSIONS = web.AppKey("workspace_sessions", SessionConfig)
 # The session read from this request's cookie, once per request (None: none or not valid).
-_CURRENT = "workspace_current_session"
+_CURRENT = web.RequestKey("workspace_current_session", object)
 
 
 def configure(app: web.Application, secret: bytes, lifetime: timedelta | None = None) -> None:
@@ -168,8 +168,8 @@ def sign_out(response: web.StreamResponse) -> None:
 
 def _read(request: web.Request) -> tuple[SignedInAgent, str] | None:
     if _CURRENT in request:
-        current: tuple[SignedInAgent, str] | None = request[_CURRENT]
-        return current
+        current = request[_CURRENT]
+        return current  # type: ignore[return-value]
     found = _decode(request)
     request[_CURRENT] = found
     return found
