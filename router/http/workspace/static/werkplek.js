@@ -1,27 +1,20 @@
 // Live updates: the server's event stream says "your work changed"; a page with a work list or the
-// overview fetches it again (htmx, trigger "werk-gewijzigd"); a contact page says it changed. One
-// stream per page load: it stays open while hx-boost swaps pages. EventSource reconnects by itself
-// after a drop; once back, the lists are fetched again, since events may have been missed meanwhile.
+// overview fetches it again (htmx, trigger "werk-gewijzigd"); a contact page says it changed. The
+// stream opens once a page of a signed-in agent is shown (also after hx-boost swapped the page in) and
+// closes when a page without one is (signed out). EventSource reconnects by itself after a drop; once
+// back, the lists are fetched again, since events may have been missed meanwhile.
 (function () {
   "use strict";
-  var url = document.body.getAttribute("data-live");
-  if (!url || !window.EventSource) return;
+  var source = null;
   var dropped = false;
-  var source = new EventSource(url);
+
   function say(text) {
     var status = document.getElementById("live-status");
     if (status) status.textContent = text;
   }
   function changed() { document.body.dispatchEvent(new CustomEvent("werk-gewijzigd", { bubbles: true })); }
-  source.addEventListener("open", function () {
-    if (dropped) { say("Weer verbonden. De gegevens zijn bijgewerkt."); changed(); }
-    dropped = false;
-  });
-  source.addEventListener("error", function () {
-    dropped = true;
-    say("De verbinding is even weg. We proberen het opnieuw.");
-  });
-  source.addEventListener("werk", function (e) {
+
+  function onEvent(e) {
     var data = {};
     try { data = JSON.parse(e.data); } catch (err) { return; }
     var main = document.getElementById("inhoud");
@@ -31,6 +24,30 @@
       return;
     }
     changed();
-  });
-  window.addEventListener("pagehide", function () { source.close(); });
+  }
+
+  function sync() {
+    var holder = document.getElementById("werkplek-live");
+    var url = holder && holder.getAttribute("data-live");
+    if (!url || !window.EventSource) {
+      if (source) { source.close(); source = null; }
+      return;
+    }
+    if (source) return;
+    source = new EventSource(url);
+    source.addEventListener("open", function () {
+      if (dropped) { say("Weer verbonden. De gegevens zijn bijgewerkt."); changed(); }
+      dropped = false;
+    });
+    source.addEventListener("error", function () {
+      dropped = true;
+      say("De verbinding is even weg. We proberen het opnieuw.");
+    });
+    source.addEventListener("werk", onEvent);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", sync);
+  else sync();
+  document.addEventListener("htmx:afterSettle", sync);
+  window.addEventListener("pagehide", function () { if (source) source.close(); });
 })();
