@@ -31,11 +31,12 @@ from adapters.kit.wiring import build_context, readiness_checks
 from router import logs
 from router.amqp import declare as amqp_declare
 from router.amqp.consumer import AmqpRouter
+from router.amqp.live import LiveEvents
 from router.amqp.outbound import AmqpOutbound
 from router.amqp.probes import QueueProbe, router_queues
 from router.amqp.publisher import AmqpContactPublisher
 from router.amqp.scrub import QueuePersonalData
-from router.core import routing
+from router.core import routing, topology
 from router.core.casework_service import Casework
 from router.core.clock import Clock, SystemClock
 from router.core.contact import Contact
@@ -49,8 +50,16 @@ from router.core.tenants import load as load_tenants
 from router.core.topology import Names
 from router.embedded.broker import BANNER, MemoryBroker, MemoryContactPublisher, MemoryOutbound, MemoryRouter
 from router.embedded.store import memory_redis
+from router.history import open_store
 from router.history.privacy import HistoryPersonalData
 from router.http.app import ApiContext, create_app
+from router.http.workspace import (
+    LiveHub,
+    WorkspaceConfig,
+    dev_signin_refused,
+    session_secret,
+    setup_workspace,
+)
 from router.metrics import CountingOutbound, MetricsRegistry, counting_publisher
 from router.metrics.probes import ConsumerProbe, IgnoredMailProbe
 from router.redis.casestore import RedisCaseStore
@@ -454,6 +463,50 @@ async def start(runtime: Runtime) -> None:
         runtime.tasks.append(asyncio.create_task(runtime.purge.run(), name="purge"))
 
 
+def dev_signin_of(settings: Settings, *, embedded: bool) -> bool:
+    """WORKSPACE_DEV_SIGNIN, by default on in the embedded mode only."""
+    return settings.workspace_dev_signin if settings.workspace_dev_signin is not None else embedded
+
+
+def oidc_tenants_of(settings: Settings) -> frozenset[str]:
+    """The tenants with an OpenID provider (router/http/workspace/oidc.py `configured_tenants`, wired
+    in when the sign-in with the municipality's provider is merged)."""
+    return frozenset()
+
+
+def workspace_refusal(settings: Settings, *, embedded: bool) -> str | None:
+    """Why the workspace must not start: see `dev_signin_refused`."""
+    return dev_signin_refused(dev_signin_of(settings, embedded=embedded), oidc_tenants_of(settings))
+
+
+async def workspace_for(runtime: Runtime) -> tuple[WorkspaceConfig, list[Callable[[], Awaitable[None]]]]:
+    """The workspace's parts for this runtime: its session secret, the history store (audit, norm
+    compliance) when HISTORY_URL is set, and the live feed of `events` (an exclusive queue on RabbitMQ,
+    the embedded broker's record otherwise); with what to close when the API stops."""
+    settings = runtime.settings
+    closers: list[Callable[[], Awaitable[None]]] = []
+    hub = LiveHub()
+    history = None
+    if url := settings.history_url.get_secret_value():
+        history = await open_store(url, runtime.tenants)
+        closers.append(history.close)
+    if runtime.broker is not None:
+        events = runtime.names(topology.EVENTS)
+        runtime.broker.listeners.append(lambda p: hub.deliver(p.body) if p.exchange == events else None)
+    else:
+        feed = LiveEvents(settings.amqp_url, runtime.names, runtime.tenants, hub.deliver)
+        await feed.start()
+        closers.append(feed.close)
+    config = WorkspaceConfig(
+        secret=session_secret(settings.session_secret.get_secret_value(), embedded=runtime.embedded),
+        dev_signin=dev_signin_of(settings, embedded=runtime.embedded),
+        oidc_tenants=oidc_tenants_of(settings),
+        history=history,
+        live=hub,
+    )
+    return config, closers
+
+
 async def run_http(runtime: Runtime, stop: asyncio.Event, adapters: AdapterContext | None = None) -> None:
     api_ctx = runtime.api_context()
     if adapters is not None:
@@ -463,15 +516,20 @@ async def run_http(runtime: Runtime, stop: asyncio.Event, adapters: AdapterConte
         # The channel routes share the API's app: phone notes use its API keys.
         app[ADAPTERS] = adapters
         add_routes(app)
+    workspace, closers = await workspace_for(runtime)
+    setup_workspace(app, workspace)
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, runtime.settings.http_host, runtime.settings.http_port)
-    await site.start()
-    log.info("http_listening", host=runtime.settings.http_host, port=runtime.settings.http_port)
     try:
+        await runner.setup()
+        site = web.TCPSite(runner, runtime.settings.http_host, runtime.settings.http_port)
+        await site.start()
+        log.info("http_listening", host=runtime.settings.http_host, port=runtime.settings.http_port)
         await stop.wait()
     finally:
         await runner.cleanup()
+        for close in closers:
+            with contextlib.suppress(Exception):
+                await close()
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

@@ -61,6 +61,19 @@ class Settings(BaseSettings):
     # `tracing`, exported by OTLP as the OTEL_* environment says). Off by default.
     tracing: bool = False
 
+    # The agent workspace (/werkplek/, docs/workspace.md). SESSION_SECRET signs its session cookies: the
+    # same on every API process of a deployment, at least 16 characters; unset, each process makes one
+    # of its own (sessions then end when it restarts) and says so in its log.
+    session_secret: SecretStr = SecretStr("")
+    # The development sign-in (pick a demo agent, no password): unset, on in the embedded mode only. On
+    # while a tenant has an OpenID provider configured, the process refuses to start.
+    workspace_dev_signin: bool | None = None
+
+    @field_validator("workspace_dev_signin", mode="before")
+    @classmethod
+    def _dev_signin_empty_is_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     def key_secret_bytes(self) -> bytes | None:
         """The configured key secret, None when unset (the development secret applies)."""
         secret = self.key_secret.get_secret_value()

@@ -265,6 +265,7 @@ _WORK_ITEM = {
     "subject": _TEXT_OR_NULL,
     "last_note": _TEXT_OR_NULL,
     "category": _TEXT_OR_NULL,
+    "owner": _TEXT_OR_NULL,
 }
 RESPONSES: dict[str, dict[str, Any]] = {
     "healthz 200": strict({"status": {"const": "ok"}}),
@@ -336,6 +337,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
                                     ]
                                 },
                                 "preferred_time": _TEXT_OR_NULL,
+                                "counted_from": _TS_OR_NULL,
                             }
                         ),
                     ]

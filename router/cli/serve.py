@@ -19,7 +19,15 @@ from router.core.rules import RulesError
 from router.core.samples import sample_contacts
 from router.embedded.broker import BANNER
 from router.metrics.listener import start_listener
-from router.service import Runtime, build, context_for_runtime, install_signal_handlers, run_http, start
+from router.service import (
+    Runtime,
+    build,
+    context_for_runtime,
+    install_signal_handlers,
+    run_http,
+    start,
+    workspace_refusal,
+)
 from router.settings import Settings
 
 log = logs.get("router.cli.serve")
@@ -99,6 +107,9 @@ async def serve(
             f"cannot start: API_KEYS credential(s) {', '.join(wrong)} name a tenant that has no rules "
             "(a key cannot hold ':')",
         )
+    if with_api and (why := workspace_refusal(settings, embedded=runtime.embedded)):
+        await runtime.close()
+        return cannot_start(settings, f"cannot start: {why}")
     try:
         # The channel adapters (web form, social, phone notes, SMTP/IMAP) run with the HTTP API.
         adapter_ctx = await context_for_runtime(runtime) if with_api else None
@@ -143,7 +154,7 @@ async def serve(
             elif with_api:
                 base = f"http://{settings.http_host}:{settings.http_port}"
                 print(
-                    f"\nServing on {base} (Ctrl-C stops). Try:\n"
+                    f"\nServing on {base} (Ctrl-C stops). The agent workspace: {base}/werkplek/\nTry:\n"
                     f"  curl {base}/readyz\n"
                     f"  curl -H 'X-API-Key: <key>' {base}/v1/tenants/ommen/teams/burgerzaken/items"
                 )

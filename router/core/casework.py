@@ -351,6 +351,8 @@ def move(
     contact = contact.model_copy(update={"hops": [*contact.hops, hop]})
     change = Change(contact=contact)
     change.fields = {"contact": contact.model_dump_json(), "team": to_team, "transfers": str(transfers)}
+    # The new team's agents take it afresh: whoever had it at the old desk no longer does.
+    change.fields |= {"owner": "", "owner_name": "", "taken_at": ""}
     marks: dict[str, Any] = {"final": True} if final else {}
     change.history.append(
         {
@@ -1044,3 +1046,30 @@ def close(
             change.listed_remove.append((cb["team"], cbid))
             change.timers_remove += timer_members(cbid, "callback")
     return change, {"id": state.cid, "status": "closed", "closed_at": now}
+
+
+def take(
+    state: CaseState,
+    desk: Desk,
+    *,
+    agent: str,
+    by: str | None = None,
+    agent_name: str | None = None,
+) -> Decision:
+    """An agent takes the contact ("ik pak dit op"), so two agents do not work one item. A contact
+    another agent has taken is refused (409 naming that agent's id); taking it again is answered as is.
+    A transfer hands the contact over untaken."""
+    if state.status != "routed":
+        raise CaseError(409, f"the contact is {state.status}; it cannot be taken")
+    owner = state.fields.get("owner") or None
+    answer = {"id": state.cid, "team": state.team, "owner": agent, "taken_at": state.fields.get("taken_at")}
+    if owner == agent:
+        return Change(), answer
+    if owner is not None:
+        raise CaseError(409, f"agent '{owner}' has taken this contact", owner=owner)
+    now = desk.now.isoformat()
+    actor = Actor(agent, by, agent_name)
+    change = Change(fields={"owner": agent, "owner_name": agent_name or "", "taken_at": now})
+    change.history.append({"event": "contact.taken", "at": now, "team": state.team, **actor.history()})
+    change.outbox.append(desk.event("contact.taken", state, team=state.team, **actor.event()))
+    return change, {**answer, "taken_at": now}

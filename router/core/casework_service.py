@@ -296,6 +296,17 @@ class Casework:
         log.info("contact_closed", contact_id=cid)
         return result
 
+    async def take(
+        self, cid: str, *, agent: str, by: str, agent_name: str | None = None, allowed: Allowed
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._decide(
+            cid,
+            allowed,
+            lambda state, desk: casework.take(state, desk, agent=agent, by=by, agent_name=agent_name),
+        )
+        log.info("contact_taken", contact_id=cid, agent=agent)
+        return result
+
     # -- work lists ---------------------------------------------------------------------------------
 
     async def items(
@@ -343,6 +354,7 @@ def work_item(member: str, row: dict[str, str], contact_row: dict[str, str]) -> 
         "subject": contact.get("subject"),
         "last_note": _last_note(contact),
         "category": contact_row.get("category") or None,
+        "owner": contact_row.get("owner") or None,
     }
     timing: dict[str, Any] = {"working_time_left_seconds": None, "overdue": False}
     if parse_callback_id(member):
@@ -359,6 +371,7 @@ def work_item(member: str, row: dict[str, str], contact_row: dict[str, str]) -> 
             "phone": row.get("phone") or None,
             "preferred_time": row.get("preferred_time") or None,
             "attempts": int(row.get("attempts", "0")),
+            "counted_from": row.get("counted_from") or row.get("created_at") or None,
         }
     first = soonest_open(
         json.loads(row.get("deadlines", "[]")), row, "acknowledged_at" in (contact.get("metadata") or {})

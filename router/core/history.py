@@ -537,4 +537,11 @@ class HistoryStore(PersonalData, Protocol):
         """Audit entries of one contact or one agent, oldest first."""
         ...
 
+    async def event_counts(
+        self, tenant: str, events: Sequence[str], since: datetime
+    ) -> dict[tuple[str, str | None], int]:
+        """How many events of each name per team of `tenant` happened at or after `since` (the
+        supervisor's breaches and refused transfers)."""
+        ...
+
     async def close(self) -> None: ...

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,6 +44,13 @@ class MemoryBroker:
 
     published: dict[str, list[Published]] = field(default_factory=lambda: defaultdict(list))
     inbox: asyncio.Queue[Delivery] = field(default_factory=asyncio.Queue)
+    # Called with each message as it is published (the workspace's live updates).
+    listeners: list[Callable[[Published], None]] = field(default_factory=list)
+
+    def record(self, message: Published) -> None:
+        self.published[message.exchange].append(message)
+        for listener in self.listeners:
+            listener(message)
 
 
 class MemoryTx:
@@ -60,7 +68,7 @@ class MemoryTx:
 
     async def commit(self, result: BatchResult) -> None:
         for p in self._pending:
-            self.broker.published[p.exchange].append(p)
+            self.broker.record(p)
         self._pending.clear()
 
 
@@ -147,9 +155,8 @@ class MemoryOutbound:
         self.broker = broker
 
     async def publish(self, msg: OutMessage) -> None:
-        self.broker.published[msg.exchange].append(
-            Published(msg.exchange, msg.routing_key, msg.body.encode(), msg.message_id, msg.headers)
-        )
+        body = msg.body.encode()
+        self.broker.record(Published(msg.exchange, msg.routing_key, body, msg.message_id, msg.headers))
 
     async def close(self) -> None:
         return None

@@ -347,6 +347,18 @@ class PostgresHistory:
             for r in rows
         ]
 
+    async def event_counts(
+        self, tenant: str, events: Sequence[str], since: datetime
+    ) -> dict[tuple[str, str | None], int]:
+        rows = await self.pool.fetch(
+            "SELECT event, team, count(*) AS n FROM history_events WHERE tenant = $1 AND at >= $2 "
+            "AND event = ANY($3::text[]) GROUP BY event, team",
+            tenant,
+            since,
+            list(events),
+        )
+        return {(r["event"], r["team"]): int(r["n"]) for r in rows}
+
     # -- retention and erasure (PersonalData) ------------------------------------------------------
 
     async def find(self, subject: Subject) -> set[str]:

@@ -336,6 +336,24 @@ class SqliteHistory:
 
         return await self._run(read)
 
+    async def event_counts(
+        self, tenant: str, events: Sequence[str], since: datetime
+    ) -> dict[tuple[str, str | None], int]:
+        names = list(events)
+        if not names:
+            return {}
+
+        def read() -> dict[tuple[str, str | None], int]:
+            marks = ", ".join("?" for _ in names)
+            rows = self._conn().execute(
+                f"SELECT event, team, count(*) FROM history_events WHERE tenant = ? AND at >= ? "
+                f"AND event IN ({marks}) GROUP BY event, team",
+                (tenant, text_time(since), *names),
+            )
+            return {(r[0], r[1]): int(r[2]) for r in rows.fetchall()}
+
+        return await self._run(read)
+
     # -- retention and erasure (PersonalData) ------------------------------------------------------
 
     async def find(self, subject: Subject) -> set[str]:

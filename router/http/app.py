@@ -139,7 +139,13 @@ async def json_errors(
     except CaseError as exc:
         return web.json_response(exc.body, status=exc.status)
     except web.HTTPException as exc:
-        if exc.content_type == "application/json" or exc.empty_body:
+        # A redirect stays one; the workspace's pages answer in HTML (router/http/workspace).
+        if (
+            exc.content_type == "application/json"
+            or exc.empty_body
+            or exc.status < 400
+            or request.path.startswith("/werkplek/")
+        ):
             raise
         resp = error(exc.status, exc.reason)
         if "Allow" in exc.headers:  # a 405 must say which methods the resource has (RFC 9110)

@@ -153,6 +153,9 @@ class _Item(_Out):
     subject: str | None
     last_note: str | None = Field(description="The note of the latest hand-over")
     category: str | None
+    owner: str | None = Field(
+        default=None, description='The id of the agent who took the contact ("ik pak dit op"), if any'
+    )
 
 
 class ContactItem(_Item):
@@ -169,6 +172,7 @@ class CallbackItem(_Item):
     phone: str | None = Field(description="E.164")
     preferred_time: str | None
     attempts: int = Field(ge=0)
+    counted_from: Timestamp | None = Field(default=None, description="When the callback term started")
 
 
 class WorkList(_Out):

@@ -1,0 +1,188 @@
+"""What the pages show, built from the case-work service's data: rows of a work list with their
+deadline state, and a contact's deadlines with how each came about (as `contact-router deadline
+--explain` tells it)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from router.core.calendar.terms import Term
+from router.core.casework import SYNCHRONOUS_CHANNELS, CaseState
+from router.core.deadlines import time_left
+from router.core.tenants import Tenant
+from router.http.workspace import texts
+
+# Under this share of the term left an item is at risk (the colour "bijna te laat").
+AT_RISK_SHARE = 0.2
+
+
+def deadline_state(
+    tenant: Tenant, now: datetime, start: str | None, due: str | None, term: str | None
+) -> tuple[str, int | None, float | None]:
+    """('te-laat' | 'risico' | 'op-tijd' | 'geen', working seconds left, share of the term left)."""
+    if not due:
+        return "geen", None, None
+    calendar = tenant.calendar
+    due_at = datetime.fromisoformat(due)
+    left = int(time_left(calendar, now, due_at, term).total_seconds())
+    if now > due_at:
+        return "te-laat", left, 0.0
+    share: float | None = None
+    if start:
+        total = time_left(calendar, datetime.fromisoformat(start), due_at, term).total_seconds()
+        share = left / total if total > 0 else 0.0
+    return ("risico" if share is not None and share < AT_RISK_SHARE else "op-tijd"), left, share
+
+
+@dataclass
+class Row:
+    item: dict[str, Any]
+    state: str
+    left: int | None
+    share: float | None
+
+    @property
+    def callback(self) -> bool:
+        return bool(self.item["kind"] == "callback_request")
+
+
+@dataclass
+class WorkList:
+    team: str
+    contacts: list[Row] = field(default_factory=list)
+    callbacks: list[Row] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+
+    @property
+    def at_risk(self) -> int:
+        return sum(1 for r in self.contacts + self.callbacks if r.state == "risico")
+
+    @property
+    def overdue(self) -> int:
+        return sum(1 for r in self.contacts + self.callbacks if r.state == "te-laat")
+
+
+def work_list(
+    tenant: Tenant,
+    team: str,
+    items: list[dict[str, Any]],
+    now: datetime,
+    *,
+    channel: str | None = None,
+    category: str | None = None,
+) -> WorkList:
+    """The team's items soonest deadline first (as the service lists them), filtered by channel and
+    category; the filters offer what the list holds."""
+    out = WorkList(team)
+    channels: set[str] = set()
+    categories: set[str] = set()
+    for item in items:
+        channels.add(item.get("channel") or "")
+        categories.add(item.get("category") or "")
+        if channel and item.get("channel") != channel:
+            continue
+        if category and (item.get("category") or "") != category:
+            continue
+        start = item.get("counted_from") if item["kind"] == "callback_request" else item.get("received_at")
+        state, left, share = deadline_state(tenant, now, start, item.get("due"), item.get("term"))
+        row = Row(item, state, left, share)
+        (out.callbacks if row.callback else out.contacts).append(row)
+    out.channels = sorted(c for c in channels if c)
+    out.categories = sorted(c for c in categories if c)
+    return out
+
+
+@dataclass
+class DeadlineView:
+    kind: str
+    label: str
+    term: str
+    due: str
+    state: str
+    left: int | None
+    met_at: str | None
+    extended_from: str | None
+    extensible: bool
+    explanation: dict[str, Any] | None
+
+
+def explain(tenant: Tenant, start: datetime, term_text: str) -> dict[str, Any] | None:
+    """How the deadline of `term_text` counted from `start` comes about: day 0, the days skipped."""
+    try:
+        term = Term.parse(term_text)
+    except ValueError:
+        return None
+    zone = tenant.calendar.zone
+    ex = tenant.calendar.explain(start, term)
+    return {
+        "received_at": texts.moment(ex.received_at, zone),
+        "term": str(ex.term),
+        "day_zero": texts.moment(datetime.combine(ex.day_zero, datetime.min.time(), zone), zone)[:-7]
+        if ex.day_zero
+        else None,
+        "day_zero_reason": texts.day_zero_reason(ex.day_zero_reason),
+        "skipped": [
+            {
+                "day": texts.moment(datetime.combine(s.day, datetime.min.time(), zone), zone)[:-7],
+                "reason": texts.skipped_reason(s.reason),
+            }
+            for s in ex.skipped
+        ],
+        "deadline": texts.moment(ex.deadline, zone),
+        "warning_at": texts.moment(ex.warning_at, zone),
+        "extended_deadline": texts.moment(ex.extended_deadline, zone) if ex.extended_deadline else None,
+    }
+
+
+def deadlines(tenant: Tenant, state: CaseState, now: datetime) -> list[DeadlineView]:
+    out = []
+    received = state.fields.get("received_at")
+    for d in state.deadlines():
+        kind, term = d["kind"], d.get("term") or ""
+        met_at = state.fields.get(f"met:{kind}") or None
+        status, left, _share = deadline_state(tenant, now, received, d["due"], term)
+        if met_at:
+            status = "gehaald"
+        try:
+            extensible = Term.parse(term).extension is not None
+        except ValueError:
+            extensible = False
+        extensible = (
+            extensible and not met_at and "original_due" not in d and now <= datetime.fromisoformat(d["due"])
+        )
+        out.append(
+            DeadlineView(
+                kind=kind,
+                label=texts.DEADLINE_KINDS.get(kind, kind),
+                term=term,
+                due=texts.moment(d["due"], tenant.calendar.zone),
+                state=status,
+                left=left,
+                met_at=texts.moment(met_at, tenant.calendar.zone) if met_at else None,
+                extended_from=texts.moment(d["original_due"], tenant.calendar.zone)
+                if d.get("original_due")
+                else None,
+                extensible=extensible,
+                explanation=explain(tenant, datetime.fromisoformat(received), term) if received else None,
+            )
+        )
+    return out
+
+
+def transfer_offer(tenant: Tenant, state: CaseState) -> str:
+    """What the transfer form offers: 'transfer', 'last' (the last transfer allowed), 'callback' (past
+    the limit on a channel where the resident is on the line: a callback request instead) or
+    'coordinating' (past the limit on a written channel: the coordinating team decides)."""
+    limit = tenant.loaded.rules.transfer_limit
+    if state.transfers < limit:
+        return "last" if state.transfers + 1 == limit else "transfer"
+    return "callback" if state.channel in SYNCHRONOUS_CHANNELS else "coordinating"
+
+
+def hops(state: CaseState) -> list[dict[str, Any]]:
+    contact = json.loads(state.fields["contact"]) if "contact" in state.fields else {}
+    return list(contact.get("hops") or [])

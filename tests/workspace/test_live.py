@@ -1,0 +1,59 @@
+"""Live updates: a signed-in agent's event stream (GET /werkplek/live) says within a second that a new
+item reached their team, fed by the `events` exchange (both backends); another team hears nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from tests.workspace.conftest import Browser, Workspace
+
+
+async def next_event(browser: Browser, within: float) -> tuple[dict[str, object] | None, str]:
+    """The first `werk` event on the stream within `within` seconds, and the raw text read."""
+    raw = ""
+    async with browser.session.get(browser.base + "/werkplek/live") as r:
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+        deadline = time.monotonic() + within
+        buffer = ""
+        while time.monotonic() < deadline:
+            try:
+                chunk = await asyncio.wait_for(r.content.readany(), deadline - time.monotonic())
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            buffer += chunk.decode()
+            raw += chunk.decode()
+            while "\n\n" in buffer:
+                frame, buffer = buffer.split("\n\n", 1)
+                lines = dict(line.split(": ", 1) for line in frame.splitlines() if ": " in line)
+                if lines.get("event") == "werk":
+                    return json.loads(lines["data"]), raw
+    return None, raw
+
+
+async def test_a_new_item_reaches_the_teams_stream_within_a_second(ws: Workspace) -> None:
+    agent = await ws.browser("demo-ommen-burgerzaken")
+    other = await ws.browser("demo-ommen-belastingen")
+    mine = asyncio.create_task(next_event(agent, 5))
+    theirs = asyncio.create_task(next_event(other, 2.5))
+    await asyncio.sleep(0.3)  # both streams are open
+    started = time.monotonic()
+    contact = ws.h.contact("ommen", "phone", "Mijn paspoort is verlopen")
+    await ws.rt.publisher.publish(contact)
+    event, raw = await mine
+    assert event is not None, raw
+    assert time.monotonic() - started < 1.0 + 0.5  # routing included; the feed itself is faster
+    assert event["contact_id"] == contact.cid and event["team"] == "burgerzaken"
+    assert "retry: " in raw and "id: " in raw  # the browser reconnects by itself, with the last id
+    assert "paspoort" not in raw and "+316" not in raw  # ids and codes only
+    not_mine, _ = await theirs
+    assert not_mine is None
+
+
+async def test_the_stream_needs_a_session(ws: Workspace) -> None:
+    b = await ws.browser()
+    async with b.session.get(ws.base + "/werkplek/live", allow_redirects=False) as r:
+        assert r.status == 303 and r.headers["Location"] == "/werkplek/aanmelden"
