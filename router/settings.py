@@ -36,7 +36,7 @@ class OidcProvider(BaseModel):
         url = urlparse(value)
         if url.scheme == "https" and url.hostname:
             return value  # as the provider writes it: the ID token's `iss` must equal it exactly
-        if url.scheme == "http" and _loopback(url.hostname):
+        if url.scheme == "http" and loopback_host(url.hostname):
             return value  # a provider on this machine: tests, a developer's own
         raise ValueError("the issuer must be an https URL (http only on a loopback address)")
 
@@ -55,7 +55,8 @@ class OidcProvider(BaseModel):
         return value
 
 
-def _loopback(host: str | None) -> bool:
+def loopback_host(host: str | None) -> bool:
+    """A name or address of this machine only: where plain http is acceptable."""
     if host == "localhost":
         return True
     try:

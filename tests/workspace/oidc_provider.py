@@ -62,6 +62,8 @@ class LocalProvider:
     override: dict[str, Any] = field(default_factory=dict)
     tamper: Callable[[str], str] | None = None
     unpublished_key: bool = False
+    # The key the provider signs with and publishes; a test rotates it by naming another.
+    kid: str = "k1"
     issuer: str = ""
     token_requests: list[dict[str, str]] = field(default_factory=list)
     _grants: dict[str, Grant] = field(default_factory=dict)
@@ -105,7 +107,7 @@ class LocalProvider:
         )
 
     async def jwks(self, request: web.Request) -> web.Response:
-        return web.json_response(KeySet([_key("k1")]).as_dict(private=False))
+        return web.json_response(KeySet([_key(self.kid)]).as_dict(private=False))
 
     async def authorize(self, request: web.Request) -> web.Response:
         q = request.query
@@ -176,8 +178,9 @@ class LocalProvider:
             **self.override,
         }
         claims = {k: v for k, v in claims.items() if v is not None}
-        key = _key("k2") if self.unpublished_key else _key("k1")
-        token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, key)
+        # An unpublished key signs under the published key's id: only the signature can tell.
+        key = _key(f"{self.kid}-unpublished") if self.unpublished_key else _key(self.kid)
+        token = jwt.encode({"alg": "RS256", "kid": self.kid}, claims, key)
         return self.tamper(token) if self.tamper else token
 
 

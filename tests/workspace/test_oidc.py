@@ -269,6 +269,36 @@ async def test_a_subject_that_is_no_agent_id_becomes_a_stable_keyed_id_never_the
     assert again is not None and again["agent_id"] == first["agent_id"]
 
 
+async def test_keys_the_provider_rotated_are_read_again(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (await workspace.sign_in("ommen")).status == 302
+    workspace.browser.cookie_jar.clear()
+    workspace.providers["ommen"].kid = "k-rotated"  # a new key, published and signed with
+    monkeypatch.setattr(oidc, "KEYS_REFRESH_SECONDS", 0)
+    assert (await workspace.sign_in("ommen")).status == 302
+    assert await workspace.whoami() is not None
+
+
+async def test_public_url_is_where_the_provider_sends_the_browser_back(
+    tmp_path: Path, providers: dict[str, LocalProvider], clock: ManualClock
+) -> None:
+    settings = oidc_settings(
+        rules_with_agents(tmp_path / "rules"), providers, public_url="https://werkplek.ommen.nl/"
+    )
+    rt = await build(settings, with_router=False, embedded="always", clock=clock)
+    app = create_app(rt.api_context())
+    session.configure(app, SESSION_SECRET)
+    app.router.add_routes(oidc_routes(settings, rt.tenants))
+    async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as browser:
+        start = await browser.get(server.make_url("/werkplek/oidc/ommen/start"), allow_redirects=False)
+        query = dict(parse_qsl(urlsplit(start.headers["Location"]).query))
+    await rt.close()
+    assert query["redirect_uri"] == "https://werkplek.ommen.nl/werkplek/oidc/ommen/callback"
+    assert query["code_challenge_method"] == "S256" and len(query["code_challenge"]) == 43
+    assert query["scope"] == "openid profile" and query["client_id"] == "werkplek-ommen"
+
+
 async def test_a_nested_groups_claim_maps_too(workspace: Workspace) -> None:
     assert (await workspace.sign_in("coevorden")).status == 302
     me = await workspace.whoami()

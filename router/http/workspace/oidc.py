@@ -44,7 +44,7 @@ from router.core.casework import AGENT_ID_PATTERN
 from router.core.rules import AgentMapping
 from router.core.tenants import Tenant
 from router.http.workspace import session
-from router.settings import OidcProvider, Settings, oidc_variable
+from router.settings import OidcProvider, Settings, loopback_host, oidc_variable
 
 __all__ = ["FLOW_COOKIE", "configured_tenants", "oidc_routes"]
 
@@ -66,6 +66,8 @@ ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 # Without KEY_SECRET, agent ids derived from a subject are keyed with this (stable, but not secret).
 _DEVELOPMENT_KEY = b"contact-router development key secret"
 _AGENT_ID = re.compile(AGENT_ID_PATTERN)
+# The callback's address holds the code and state: never cached, never sent on as a Referer.
+_PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 def configured_tenants(settings: Settings) -> frozenset[str]:
@@ -207,9 +209,8 @@ def _read_flow(request: web.Request, tenant: str) -> dict[str, Any] | None:
 
 
 def _secure(request: web.Request) -> bool:
-    host = request.url.host or ""
-    loopback = host in ("localhost", "127.0.0.1", "::1", "[::1]")
-    return request.scheme != "http" or not loopback
+    """Secure, as the session cookie: except plain http to this machine (a developer's own)."""
+    return request.scheme != "http" or not loopback_host(request.url.host)
 
 
 # -- the pages -----------------------------------------------------------------------------------------
@@ -224,9 +225,7 @@ def _refusal(status: int, title: str, text: str) -> web.Response:
         f"<h1>{html.escape(title)}</h1>\n<p>{html.escape(text)}</p>\n"
         '<p><a href="/werkplek/aanmelden">Terug naar aanmelden</a></p>\n</main>\n</body>\n</html>\n'
     )
-    resp = web.Response(status=status, text=body, content_type="text/html")
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
+    return web.Response(status=status, text=body, content_type="text/html", headers=_PRIVATE)
 
 
 def _refused(request: web.Request, provider: Provider, refusal: SignInRefused) -> web.Response:
@@ -247,7 +246,7 @@ def _unavailable(provider: Provider, exc: ProviderUnavailable) -> web.Response:
 
 
 def _redirect(location: str) -> web.Response:
-    return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
+    return web.Response(status=302, headers={"Location": location, **_PRIVATE})
 
 
 def _no_provider() -> web.Response:
