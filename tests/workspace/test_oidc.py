@@ -372,6 +372,7 @@ async def test_a_bad_id_token_or_a_user_in_no_mapped_group_is_refused_with_a_dut
         ("wrong audience", "id_token_invalid_claim:aud"),
         ("wrong issuer", "id_token_invalid_claim:iss"),
         ("wrong nonce", "id_token_invalid_claim:nonce"),
+        ("no nonce", "id_token_missing_claim:nonce"),
     ],
 )
 async def test_each_refusal_is_logged_with_the_check_that_failed(
