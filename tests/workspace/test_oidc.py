@@ -462,6 +462,31 @@ async def test_an_unreachable_provider_is_a_dutch_page_that_says_try_again(
     assert await workspace.whoami() is None
 
 
+async def test_an_issuer_that_is_not_the_providers_own_is_refused_before_any_redirect(
+    tmp_path: Path, providers: dict[str, LocalProvider], clock: ManualClock
+) -> None:
+    """A trailing slash too many: the discovery document names another issuer (Discovery 1.0, 4.3),
+    so no token of this provider could ever match; the start says the sign-in is unavailable."""
+    settings = oidc_settings(rules_with_agents(tmp_path / "rules"), providers)
+    settings = settings.model_copy(
+        update={
+            "oidc": {
+                "ommen": settings.oidc["ommen"].model_copy(update={"issuer": providers["ommen"].issuer + "/"})
+            }
+        }
+    )
+    rt = await build(settings, with_router=False, embedded="always", clock=clock)
+    app = create_app(rt.api_context())
+    session.configure(app, SESSION_SECRET)
+    app.router.add_routes(oidc_routes(settings, rt.tenants))
+    with capture_logs() as logged:
+        async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as browser:
+            start = await browser.get(server.make_url("/werkplek/oidc/ommen/start"), allow_redirects=False)
+            assert start.status == 503 and "niet bereikbaar" in await start.text()
+    await rt.close()
+    assert [e["reason"] for e in logged if e["event"] == "oidc_provider_unavailable"] == ["issuer_mismatch"]
+
+
 async def test_a_tenant_without_a_provider_has_no_sign_in(workspace: Workspace) -> None:
     answer = await workspace.get(workspace.url("/werkplek/oidc/zwolle/start"))
     assert answer.status == 404 and "niet aanmelden" in answer.text
