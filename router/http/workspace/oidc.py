@@ -228,7 +228,7 @@ def _refusal(status: int, title: str, text: str) -> web.Response:
     return web.Response(status=status, text=body, content_type="text/html", headers=_PRIVATE)
 
 
-def _refused(request: web.Request, provider: Provider, refusal: SignInRefused) -> web.Response:
+def _refused(provider: Provider, refusal: SignInRefused) -> web.Response:
     log.warning("oidc_sign_in_refused", tenant=provider.tenant, reason=refusal.reason)
     resp = _refusal(refusal.status, "Aanmelden is niet gelukt", refusal.text)
     resp.del_cookie(FLOW_COOKIE, path=_flow_path(provider.tenant))
@@ -255,10 +255,8 @@ def _no_provider() -> web.Response:
     )
 
 
-_EXPIRED = SignInRefused(
-    "flow_missing_or_expired",
-    "Uw aanmelding duurde te lang, of is in een ander venster begonnen. Begin opnieuw met aanmelden.",
-    400,
+_START_AGAIN = (
+    "Uw aanmelding duurde te lang, of is in een ander venster begonnen. Begin opnieuw met aanmelden."
 )
 _NOT_CONFIRMED = "De gemeente heeft uw aanmelding niet bevestigd. Begin opnieuw met aanmelden."
 
@@ -305,7 +303,7 @@ class _Handlers:
         try:
             agent = await self._sign_in(request, provider)
         except SignInRefused as refusal:
-            return _refused(request, provider, refusal)
+            return _refused(provider, refusal)
         except ProviderUnavailable as exc:
             return _unavailable(provider, exc)
         response = _redirect("/werkplek/")
@@ -324,7 +322,7 @@ class _Handlers:
     async def _sign_in(self, request: web.Request, provider: Provider) -> session.SignedInAgent:
         flow = _read_flow(request, provider.tenant)
         if flow is None:
-            raise _EXPIRED
+            raise SignInRefused("flow_missing_or_expired", _START_AGAIN, 400)
         query = request.query
         if "error" in query:
             # The provider's own refusal (the user cancelled, or may not use this client): its code is
@@ -335,7 +333,7 @@ class _Handlers:
             )
         state = query.get("state", "")
         if not hmac.compare_digest(state.encode(), str(flow["s"]).encode()):
-            raise SignInRefused("state_mismatch", _EXPIRED.text, 400)
+            raise SignInRefused("state_mismatch", _START_AGAIN, 400)
         code = query.get("code", "")
         if not code:
             raise SignInRefused("no_code", _NOT_CONFIRMED, 400)
