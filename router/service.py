@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -60,6 +60,7 @@ from router.http.workspace import (
     session_secret,
     setup_workspace,
 )
+from router.http.workspace.oidc import configured_tenants, oidc_routes
 from router.metrics import CountingOutbound, MetricsRegistry, counting_publisher
 from router.metrics.probes import ConsumerProbe, IgnoredMailProbe
 from router.redis.casestore import RedisCaseStore
@@ -468,10 +469,14 @@ def dev_signin_of(settings: Settings, *, embedded: bool) -> bool:
     return settings.workspace_dev_signin if settings.workspace_dev_signin is not None else embedded
 
 
-def oidc_tenants_of(settings: Settings) -> frozenset[str]:
-    """The tenants with an OpenID provider (router/http/workspace/oidc.py `configured_tenants`, wired
-    in when the sign-in with the municipality's provider is merged)."""
-    return frozenset()
+def oidc_tenants_of(settings: Settings, tenants: Mapping[str, Tenant] | None = None) -> frozenset[str]:
+    """The tenants with an OpenID provider (OIDC_<TENANT>_*). The variables write a tenant's '-' as
+    '_': with `tenants` given, each is named by its own id (`den-haag`, not `den_haag`)."""
+    configured = configured_tenants(settings)
+    if tenants is None:
+        return configured
+    by_variable = {t.replace("-", "_"): t for t in tenants}
+    return frozenset(by_variable.get(t, t) for t in configured)
 
 
 def workspace_refusal(settings: Settings, *, embedded: bool) -> str | None:
@@ -500,7 +505,8 @@ async def workspace_for(runtime: Runtime) -> tuple[WorkspaceConfig, list[Callabl
     config = WorkspaceConfig(
         secret=session_secret(settings.session_secret.get_secret_value(), embedded=runtime.embedded),
         dev_signin=dev_signin_of(settings, embedded=runtime.embedded),
-        oidc_tenants=oidc_tenants_of(settings),
+        oidc_tenants=oidc_tenants_of(settings, runtime.tenants),
+        oidc_routes=oidc_routes(settings, runtime.tenants),
         history=history,
         live=hub,
     )

@@ -3,12 +3,92 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class OidcProvider(BaseModel):
+    """A tenant's OpenID Connect provider for the workspace sign-in (docs/workspace.md, "Sign-in"), from
+    OIDC_<TENANT>_ISSUER, OIDC_<TENANT>_CLIENT_ID, OIDC_<TENANT>_CLIENT_SECRET and, optionally,
+    OIDC_<TENANT>_SCOPE. Which groups give which team is in the tenant's rules (`agents:`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    issuer: str
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    # What the sign-in asks for; some providers put the groups claim in the ID token only for a scope
+    # of their own (e.g. "openid profile groups").
+    scope: str = "openid profile"
+
+    @field_validator("issuer")
+    @classmethod
+    def _https_issuer(cls, value: str) -> str:
+        url = urlparse(value)
+        if url.scheme == "https" and url.hostname:
+            return value  # as the provider writes it: the ID token's `iss` must equal it exactly
+        if url.scheme == "http" and loopback_host(url.hostname):
+            return value  # a provider on this machine: tests, a developer's own
+        raise ValueError("the issuer must be an https URL (http only on a loopback address)")
+
+    @field_validator("client_secret")
+    @classmethod
+    def _secret_given(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("the client secret is empty")
+        return value
+
+    @field_validator("scope")
+    @classmethod
+    def _openid_scope(cls, value: str) -> str:
+        if "openid" not in value.split():
+            raise ValueError("the scope must include 'openid'")
+        return value
+
+
+def loopback_host(host: str | None) -> bool:
+    """A name or address of this machine only: where plain http is acceptable."""
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# OIDC_<TENANT>_<PART>: the tenant id upper-cased, a '-' in it written '_'.
+_OIDC_VARIABLE = re.compile(r"OIDC_([A-Z0-9_]+?)_(ISSUER|CLIENT_ID|CLIENT_SECRET|SCOPE)")
+
+
+def oidc_variable(tenant: str, part: str) -> str:
+    """The environment variable of a tenant's provider setting: `oidc_variable("ommen", "issuer")`."""
+    return f"OIDC_{tenant.upper().replace('-', '_')}_{part.upper()}"
+
+
+class _OidcEnvironment(PydanticBaseSettingsSource):
+    """The `oidc` field from OIDC_<TENANT>_* variables: one variable per value (as a deployment's
+    secret store hands them out), not one JSON document."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, dict[str, str]] = {}
+        for name, value in os.environ.items():
+            match = _OIDC_VARIABLE.fullmatch(name.upper())
+            if match:
+                tenant, part = match.group(1).lower(), match.group(2).lower()
+                found.setdefault(tenant, {})[part] = value
+        return {"oidc": found} if found else {}
 
 
 class Settings(BaseSettings):
@@ -74,10 +154,67 @@ class Settings(BaseSettings):
     def _dev_signin_empty_is_default(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    # Each tenant's OpenID Connect provider for the workspace sign-in, by tenant id as written in the
+    # variable names (lower case, '_' for '-'): OIDC_<TENANT>_ISSUER, _CLIENT_ID, _CLIENT_SECRET, _SCOPE.
+    oidc: dict[str, OidcProvider] = {}
+    # Where browsers reach this service (https://werkplek.gemeente.nl), for the sign-in's redirect URI
+    # registered at the provider: /werkplek/oidc/<tenant>/callback under it. Empty: each request's own
+    # scheme and host (right on a developer's machine; behind a proxy, set it).
+    public_url: str = ""
+
     def key_secret_bytes(self) -> bytes | None:
         """The configured key secret, None when unset (the development secret applies)."""
         secret = self.key_secret.get_secret_value()
         return secret.encode() if secret else None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            _OidcEnvironment(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    @field_validator("oidc", mode="before")
+    @classmethod
+    def _oidc_providers(cls, value: object) -> object:
+        """Each provider checked here, so that a mistake is named by its variable, not a field path."""
+        if not isinstance(value, dict):
+            return value
+        providers = {}
+        for tenant, parts in value.items():
+            if isinstance(parts, OidcProvider):
+                providers[tenant] = parts
+                continue
+            missing = [p for p in ("issuer", "client_id", "client_secret") if not (parts or {}).get(p)]
+            if missing:
+                names = ", ".join(oidc_variable(str(tenant), p) for p in missing)
+                raise ValueError(f"the OpenID Connect provider of tenant '{tenant}' lacks {names}")
+            try:
+                providers[tenant] = OidcProvider.model_validate(parts)
+            except ValidationError as exc:
+                err = exc.errors(include_url=False)[0]
+                part = str(err["loc"][0]) if err["loc"] else "issuer"
+                reason = err["msg"].removeprefix("Value error, ")
+                raise ValueError(f"{oidc_variable(str(tenant), part)}: {reason}") from None
+        return providers
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        url = urlparse(value)
+        if value and (url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment):
+            raise ValueError("PUBLIC_URL must be an http(s) URL such as https://werkplek.gemeente.nl")
+        return value.rstrip("/")
 
     @field_validator("metrics_port", mode="before")
     @classmethod

@@ -1,8 +1,8 @@
 """Per-municipality rules files (rules/<tenant>.yaml): schema, loading and `file:line` errors.
 
-A rules file holds the tenant's teams, routing rules, transfer limit, calendar, service norms and
-retention (`router.core.retention`) and, optionally, the export to Open Klant
-(`router.core.openklant`).
+A rules file holds the tenant's teams, routing rules, transfer limit, calendar, service norms,
+retention (`router.core.retention`), how its agents' sign-in maps onto teams and roles (`agents`) and,
+optionally, the export to Open Klant (`router.core.openklant`).
 Files are validated at start-up; a bad file is refused with the file, the line and the reason.
 """
 
@@ -79,6 +79,64 @@ class CallbackPolicy(_Model):
     then: Literal["letter", "email", "close"]
 
 
+# A group as the identity provider names it: a name, a path ("/kcc"), a GUID (Entra ID), a DN.
+GroupName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+@dataclass(frozen=True)
+class AgentAccess:
+    """What a signed-in agent may do in the tenant: the teams they work for and their roles."""
+
+    teams: frozenset[str]
+    roles: frozenset[str]
+
+
+class AgentMapping(_Model):
+    """How the tenant's identity provider's groups become teams and roles (docs/workspace.md, "Sign-in").
+
+    `claim` names the ID-token claim that lists the user's groups: a top-level claim (also one whose
+    name holds dots, such as "https://gemeente.nl/groups"), else a dotted path into nested claims
+    ("realm_access.roles"). A member of a group in `teams` works for that team (role `agent`); a member
+    of a group in `supervisors` is a supervisor. Someone in none of these groups cannot sign in."""
+
+    claim: Annotated[str, StringConstraints(min_length=1, max_length=200)] = "groups"
+    teams: dict[GroupName, Identifier] = {}
+    supervisors: list[GroupName] = []
+
+    @model_validator(mode="after")
+    def _some_group(self) -> AgentMapping:
+        if not self.teams and not self.supervisors:
+            raise ValueError("name at least one group under teams or supervisors, or nobody can sign in")
+        return self
+
+    def groups_in(self, claims: dict[str, Any]) -> frozenset[str]:
+        """The user's groups from the token's claims; a claim that is no string or list of strings
+        counts as no groups."""
+        value: Any = claims.get(self.claim)
+        if value is None and "." in self.claim:
+            value = claims
+            for part in self.claim.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, str):
+            return frozenset({value})
+        if isinstance(value, list):
+            return frozenset(v for v in value if isinstance(v, str))
+        return frozenset()
+
+    def access(self, claims: dict[str, Any]) -> AgentAccess | None:
+        """The teams and roles the claims give, or None when the user is in no mapped group."""
+        groups = self.groups_in(claims)
+        teams = frozenset(team for group, team in self.teams.items() if group in groups)
+        roles: set[str] = set()
+        if teams:
+            roles.add("agent")
+        if groups & set(self.supervisors):
+            roles.add("supervisor")
+        if not roles:
+            return None
+        return AgentAccess(teams, frozenset(roles))
+
+
 class Route(_Model):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     team: Identifier
@@ -109,6 +167,9 @@ class TenantRules(_Model):
     # The export of routed contacts and callback requests to the tenant's Open Klant (docs/openklant.md);
     # without it the tenant is not exported.
     openklant: OpenKlantConfig | None = None
+    # Sign-in to the workspace with the tenant's identity provider; without it nobody of this tenant
+    # can sign in there (the API's keys are unaffected).
+    agents: AgentMapping | None = None
 
     @model_validator(mode="after")
     def _teams_exist(self) -> TenantRules:
@@ -206,6 +267,22 @@ def _route_semantics(rules: TenantRules, lines: dict[tuple[Any, ...], int], file
     return problems
 
 
+def _agent_semantics(rules: TenantRules, lines: dict[tuple[Any, ...], int], file: str) -> list[RulesProblem]:
+    if rules.agents is None:
+        return []
+    known = set(rules.team_ids())
+    return [
+        RulesProblem(
+            file,
+            _nearest_line(lines, ("agents", "teams", group)),
+            f"tenant '{rules.tenant}': agents.teams maps group '{group}' to team '{team}', which is not one "
+            f"of the tenant's teams ({', '.join(sorted(known))})",
+        )
+        for group, team in rules.agents.teams.items()
+        if team not in known
+    ]
+
+
 def load_file(path: Path) -> LoadedRules:
     """Load and validate one rules file; raise RulesError with every problem found."""
     file = str(path)
@@ -235,7 +312,7 @@ def load_file(path: Path) -> LoadedRules:
             reason = f"{where}: {msg}" if where else msg
             problems.append(RulesProblem(file, _nearest_line(lines, loc), reason))
         raise RulesError(problems) from exc
-    problems = _route_semantics(rules, lines, file)
+    problems = _route_semantics(rules, lines, file) + _agent_semantics(rules, lines, file)
     if path.stem != rules.tenant and not path.name.startswith("_"):
         problems.append(
             RulesProblem(file, lines.get(("tenant",), 1), f"tenant '{rules.tenant}' must match the file name")

@@ -22,13 +22,13 @@ HERE = Path(__file__).parent
 AXE = HERE / "vendor" / "axe-core" / "axe.min.js"
 SHOTS = HERE.parent / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
 WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():  # never a silent skip
+    if not HAVE_CHROMIUM:  # never a silent skip
         pytest.fail("chromium is not installed: run scripts/test-tools (apt-get install chromium)")
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
