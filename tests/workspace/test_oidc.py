@@ -609,6 +609,7 @@ def test_the_development_sign_in_is_refused_while_a_provider_is_configured(
     """The refusal is the workspace's (`dev_signin_refused`, used by `setup_workspace` and at the
     start of serve); what it is fed is `configured_tenants`."""
     from router.http.workspace import dev_signin_refused as refused
+
     monkeypatch.setenv("OIDC_OMMEN_ISSUER", "https://login.ommen.nl/realms/kcc")
     monkeypatch.setenv("OIDC_OMMEN_CLIENT_ID", "werkplek")
     monkeypatch.setenv("OIDC_OMMEN_CLIENT_SECRET", "s3cret")
