@@ -24,6 +24,7 @@ import aio_pika.abc
 
 from router import logs
 from router.amqp.declare import quorum_args
+from router.amqp.reconnect import reconnecting
 from router.core import topology
 from router.core.history import HISTORY_QUEUE, EventRow, parse_event
 from router.core.topology import Names
@@ -84,14 +85,16 @@ class HistoryConsumer:
 
     async def run(self) -> None:
         """Consume until stopped; reconnect (after `retry` seconds) whenever the broker is away."""
-        while not self._stop.is_set():
-            try:
-                await self._session()
-            except (aio_pika.exceptions.AMQPError, ConnectionError, OSError) as exc:
-                log.warning("history_consumer_disconnected", error=type(exc).__name__)
-            self.ready = False
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.retry)
+        await reconnecting(
+            self._session,
+            self._stop,
+            self.retry,
+            lost_event="history_consumer_disconnected",
+            on_lost=self._lost,
+        )
+
+    def _lost(self) -> None:
+        self.ready = False
 
     async def _session(self) -> None:
         conn = await aio_pika.connect(self.url, client_properties={"connection_name": self.connection_name})

@@ -33,6 +33,7 @@ import orjson
 from router import logs
 from router.amqp.declare import quorum_args
 from router.amqp.publisher import dead_letter_message
+from router.amqp.reconnect import reconnecting
 from router.core import topology
 from router.core.openklant import EXPORTED_EVENTS
 from router.core.ports import StoreUnavailable
@@ -118,14 +119,16 @@ class ExportConsumer:
 
     async def run(self) -> None:
         """Consume until stopped; reconnect (after `retry` seconds) whenever the broker is away."""
-        while not self._stop.is_set():
-            try:
-                await self._session()
-            except (aio_pika.exceptions.AMQPError, ConnectionError, OSError) as exc:
-                log.warning("openklant_consumer_disconnected", error=type(exc).__name__)
-            self.ready = False
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.retry)
+        await reconnecting(
+            self._session,
+            self._stop,
+            self.retry,
+            lost_event="openklant_consumer_disconnected",
+            on_lost=self._lost,
+        )
+
+    def _lost(self) -> None:
+        self.ready = False
 
     async def _session(self) -> None:
         conn = await aio_pika.connect(self.url, client_properties={"connection_name": self.connection_name})
