@@ -170,3 +170,40 @@ def test_a_key_limited_to_a_tenant_without_rules_stops_the_start_without_quoting
     assert done.returncode == 2, done.stderr[-2000:]
     assert "API_KEYS credential(s) svc name a tenant that has no rules" in done.stderr
     assert "defsecretpart" not in done.stderr
+
+
+def test_the_development_sign_in_with_a_real_provider_configured_stops_the_start(
+    servers: None, tmp_path: Any
+) -> None:
+    """Issue 18: the demo agents' sign-in (no password) must never run beside a municipality's
+    provider. The rules map the provider's groups, so the only reason to refuse is the pair."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    text = (ROOT / "rules" / "ommen.yaml").read_text(encoding="utf-8")
+    (rules / "ommen.yaml").write_text(
+        text + "\nagents:\n  claim: groups\n  teams: {kcc-medewerkers: kcc}\n", encoding="utf-8"
+    )
+    env = {
+        **os.environ,
+        "AMQP_URL": AMQP_URL,
+        "REDIS_URL": REDIS_URL,
+        "LOG_FORMAT": "json",
+        "NAMESPACE": f"t{uuid.uuid4().hex[:10]}.",
+        "RULES_DIR": str(rules),
+        "HTTP_PORT": "0",
+        "WORKSPACE_DEV_SIGNIN": "true",
+        "OIDC_OMMEN_ISSUER": "https://login.ommen.example/realms/kcc",
+        "OIDC_OMMEN_CLIENT_ID": "werkplek",
+        "OIDC_OMMEN_CLIENT_SECRET": "geheim-provider-secret",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "router.cli", "api"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "WORKSPACE_DEV_SIGNIN" in done.stderr and "ommen" in done.stderr
+    assert "geheim-provider-secret" not in done.stderr + done.stdout
