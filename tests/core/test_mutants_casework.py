@@ -275,6 +275,10 @@ def test_a_transfer_writes_exactly_this_change_and_answer() -> None:
         "contact": change.contact.model_dump_json(),
         "team": "burgerzaken",
         "transfers": "1",
+        # A transfer hands the item to the new team: whoever took it at the old one no longer has it.
+        "owner": "",
+        "owner_name": "",
+        "taken_at": "",
     }
     hop = change.contact.hops[-1]
     assert (hop.kind, hop.team, hop.from_team, hop.agent, hop.at, hop.note) == (
