@@ -11,9 +11,14 @@ the real one has.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
+import shutil
 import socket
+import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -50,6 +55,72 @@ def _port_open(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+# A test's namespace: `t` and ten hex digits (the `namespace` fixture, and the subprocess tests that make
+# their own).
+TEST_NAMESPACE = re.compile(r"^t[0-9a-f]{10}\.")
+
+
+def _listed(kind: str) -> list[str]:
+    done = subprocess.run(
+        ["rabbitmqctl", f"list_{kind}", "name", "--quiet", "--no-table-headers", "--silent"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl list_{kind} failed: {done.stderr.strip()[-300:]}")
+    return [name for name in done.stdout.split() if TEST_NAMESPACE.match(name)]
+
+
+def sweep_test_namespaces() -> int:
+    """Delete every queue and exchange a test left on the broker, under any test's namespace.
+
+    Each quorum queue holds three file descriptors of the broker's ~930 (Debian's RabbitMQ, ulimit
+    1024): a few hundred leftover queues exhaust them, and from then on every test that touches the
+    broker hangs. `delete_namespace` knows only the topology's own names; subprocess tests, the
+    history, the exports and the workspace declare more. Run between test modules, when no test runs."""
+    if shutil.which("rabbitmqctl") is None or not _port_open(5672):
+        return 0
+    queues, exchanges = _listed("queues"), _listed("exchanges")
+    if not queues and not exchanges:
+        return 0
+
+    async def delete() -> None:
+        conn = await aio_pika.connect(AMQP_URL, client_properties={"connection_name": "test:sweep"})
+        async with conn:
+            channel = await conn.channel()
+            for name in queues:
+                await channel.queue_delete(name)
+            for name in exchanges:
+                await channel.exchange_delete(name)
+
+    # Its own thread and loop: fixtures' teardown may run while pytest-asyncio's loop is current.
+    failure: list[BaseException] = []
+    worker = threading.Thread(target=lambda: _run_catching(delete, failure))
+    worker.start()
+    worker.join(120)
+    if failure:
+        raise failure[0]
+    return len(queues)
+
+
+def _run_catching(work: Any, failure: list[BaseException]) -> None:
+    try:
+        asyncio.run(work())
+    except BaseException as exc:  # handed to the test thread
+        failure.append(exc)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    sweep_test_namespaces()  # what an interrupted earlier run left behind
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sweep_after_module() -> Any:
+    yield
+    sweep_test_namespaces()
 
 
 @pytest.fixture(scope="session")
