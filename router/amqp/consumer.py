@@ -343,16 +343,22 @@ class AmqpRouter:
         if not self._in_doubt:
             return
         committed: set[str] = set()
-        while (msg := await markers.get(no_ack=True, fail=False)) is not None:
+        last: AbstractIncomingMessage | None = None
+        # Unacked until the store has learnt them: killed meanwhile, this router leaves the markers to
+        # the repair of whoever takes its claims over (AmqpRouter.reconcile).
+        while (msg := await markers.get(no_ack=False, fail=False)) is not None:
             committed.add(msg.body.decode())
+            last = msg
         for batch_id, result in self._in_doubt:
             if batch_id not in committed:
-                log.info("in_doubt_batch_rolled_back", size=len(result.routed))
+                log.info("in_doubt_batch_rolled_back", batch=batch_id, size=len(result.routed))
                 self._to_release.append(result)
                 continue
-            log.info("in_doubt_batch_committed", size=len(result.routed))
+            log.info("in_doubt_batch_committed", batch=batch_id, size=len(result.routed))
             await self._record(result)
         self._in_doubt.clear()
+        if last is not None:
+            await last.ack(multiple=True)
 
     # -- claims that no attempt will settle by itself -----------------------------------------------
 
@@ -591,7 +597,7 @@ class AmqpRouter:
                 await self.core.after_commit(result)
                 return
             except StoreUnavailable:
-                log.warning("store_unavailable_after_commit", size=len(result.routed))
+                log.warning("store_unavailable_after_commit", batch=result.token, size=len(result.routed))
                 await asyncio.sleep(0.5)
 
     async def _next_batch(

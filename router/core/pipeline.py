@@ -215,6 +215,7 @@ class RoutingCore:
             log.info(
                 "contact_" + p.summary,
                 contact_id=p.staged.cid,
+                batch=result.token,
                 tenant=p.staged.tenant,
                 team=p.staged.team,
                 rule=p.decision.rule,

@@ -59,7 +59,10 @@ COMMIT = """
 if redis.call('HGET', KEYS[1], 'committed') == '1' then return 0 end
 local final = redis.call('HGET', KEYS[1], '_final') or 'routed'
 local history = redis.call('HGET', KEYS[1], '_history') or ''
-redis.call('HSET', KEYS[1], 'committed', '1', 'status', final)
+local batch = redis.call('HGET', KEYS[1], 'lease') or ''
+-- Which attempt the contact was committed from (a router and its batch): ids only, for the repair's
+-- and an investigator's sake.
+redis.call('HSET', KEYS[1], 'committed', '1', 'status', final, 'batch', batch)
 redis.call('HDEL', KEYS[1], 'lease', 'lease_until', '_final', '_history')
 for entry in string.gmatch(history, '[^\\n]+') do redis.call('RPUSH', KEYS[2], entry) end
 return 1

@@ -33,7 +33,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -621,6 +621,9 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
         lost_states = Counter(
             diagnosis["state"][cid]["fields"].get("status", "no state") for cid in diagnosis["lost"]
         )
+        # The CI run's output is often all an investigator gets (its machine is gone afterwards).
+        with capsys.disabled():
+            print("\n" + evidence(diagnosis, routers))
     with capsys.disabled():
         print("\n" + figures.render())
     if out := os.environ.get("FAULT_REPORT_JSON"):
@@ -656,6 +659,38 @@ async def test_nothing_lost_nothing_routed_twice_under_faults(
     # Every router came back after each fault (attachments: start, restart, cut, broker close).
     assert figures.consumer_attachments["router-1"] >= 4, figures.consumer_attachments
     assert figures.consumer_attachments["router-2"] >= 2 + len(KILLS_AT), figures.consumer_attachments
+
+
+def evidence(diagnosis: dict[str, Any], routers: dict[str, Any]) -> str:
+    """A few lost or doubled contacts with their store fields, every router log line that names them or
+    the batch that committed them, and what the routers logged around that moment (besides routing)."""
+    sample = (diagnosis["lost"] + diagnosis["routed_twice"] + diagnosis["state_not_routed"])[:3]
+    logs = {name: list(proc.events()) for name, proc in routers.items()}
+    lines = ["evidence (ids only):"]
+    moments: list[datetime] = []
+    for cid in sample:
+        fields = diagnosis["state"].get(cid, {}).get("fields", {})
+        shown = {k: fields.get(k) for k in ("status", "committed", "batch", "lease", "team", "routed_at")}
+        lines.append(f"  {cid}: {shown}")
+        batch = fields.get("batch") or fields.get("lease")
+        for name, events in logs.items():
+            for e in events:
+                if e.get("contact_id") == cid or (batch and e.get("batch") == batch):
+                    lines.append(f"    {name} {e.get('timestamp')} {e.get('event')} batch={e.get('batch')}")
+        if routed_at := fields.get("routed_at"):
+            moments.append(datetime.fromisoformat(routed_at))
+    if moments:
+        start, end = min(moments) - timedelta(seconds=3), max(moments) + timedelta(seconds=3)
+        lines.append(f"  router log lines from {start.time()} to {end.time()}, routing lines left out:")
+        for name, events in logs.items():
+            for e in events:
+                at = e.get("timestamp")
+                if not at or str(e.get("event", "")).startswith(("contact_", "duplicate_")):
+                    continue
+                if start <= datetime.fromisoformat(at) <= end:
+                    extra = {k: v for k, v in e.items() if k not in ("event", "timestamp", "level")}
+                    lines.append(f"    {name} {at} {e.get('event')} {extra}")
+    return "\n".join(lines[:200])
 
 
 def _cid_of(body: bytes) -> str:
