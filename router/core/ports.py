@@ -220,6 +220,18 @@ class CaseStore(Protocol):
         of the contact it belongs to — the same dict for a contact)."""
         ...
 
+    async def team_item_heads(
+        self, tenant: str, team: str, contact_fields: list[str], callback_fields: list[str]
+    ) -> list[tuple[str, float, dict[str, str], dict[str, str]]]:
+        """The whole work list in order, as `team_items`, with only the fields named of each hash."""
+        ...
+
+    async def items_of(
+        self, members: list[tuple[str, float]]
+    ) -> list[tuple[str, float, dict[str, str], dict[str, str]]]:
+        """The given (member, score) pairs as `team_items` gives them; members gone are left out."""
+        ...
+
 
 class Notifier(Protocol):
     """Mails a resident a notice (an extended term, a callback that could not reach them): the kit's

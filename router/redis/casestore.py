@@ -152,22 +152,66 @@ class RedisCaseStore:
             members: list[tuple[bytes, float]] = await self.r.zrange(  # type: ignore[assignment]
                 self.keys.team_items(tenant, team), offset, offset + limit - 1, withscores=True
             )
-            # Each member's own hash; a callback request's contact as well (what the agent needs to act).
-            async with self.r.pipeline(transaction=False) as pipe:
-                for member, _score in members:
-                    m = member.decode()
-                    parsed = parse_callback_id(m)
-                    pipe.hgetall(self.keys.callback(*parsed) if parsed else self.keys.contact(m))
-                    if parsed:
-                        pipe.hgetall(self.keys.contact(parsed[0]))
-                rows = iter(await pipe.execute())
-            out = []
-            for member, score in members:
-                m = member.decode()
-                row = _decoded(next(rows))
-                contact = _decoded(next(rows)) if parse_callback_id(m) else row
-                if row:
-                    out.append((m, score, row, contact))
+            return await self._rows([(m.decode(), score) for m, score in members], None, None)
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+    async def team_item_heads(
+        self, tenant: str, team: str, contact_fields: list[str], callback_fields: list[str]
+    ) -> list[tuple[str, float, dict[str, str], dict[str, str]]]:
+        try:
+            members: list[tuple[bytes, float]] = await self.r.zrange(  # type: ignore[assignment]
+                self.keys.team_items(tenant, team), 0, -1, withscores=True
+            )
+            return await self._rows(
+                [(m.decode(), score) for m, score in members], contact_fields, callback_fields
+            )
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def items_of(
+        self, members: list[tuple[str, float]]
+    ) -> list[tuple[str, float, dict[str, str], dict[str, str]]]:
+        try:
+            return await self._rows(members, None, None)
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def _rows(
+        self,
+        members: list[tuple[str, float]],
+        contact_fields: list[str] | None,
+        callback_fields: list[str] | None,
+    ) -> list[tuple[str, float, dict[str, str], dict[str, str]]]:
+        """Each member's own hash, and a callback request's contact as well (what the agent needs to
+        act): whole, or only the fields named (a contact's message is most of its hash)."""
+
+        def read(pipe: Any, key: str, fields: list[str] | None) -> None:
+            if fields is None:
+                pipe.hgetall(key)
+            else:
+                pipe.hmget(key, fields)
+
+        def decoded(raw: Any, fields: list[str] | None) -> dict[str, str]:
+            if fields is None:
+                return _decoded(raw)
+            return {f: v.decode() for f, v in zip(fields, raw, strict=True) if v is not None}
+
+        async with self.r.pipeline(transaction=False) as pipe:
+            for m, _score in members:
+                parsed = parse_callback_id(m)
+                if parsed:
+                    read(pipe, self.keys.callback(*parsed), callback_fields)
+                    read(pipe, self.keys.contact(parsed[0]), contact_fields)
+                else:
+                    read(pipe, self.keys.contact(m), contact_fields)
+            rows = iter(await pipe.execute())
+        out = []
+        for m, score in members:
+            if parse_callback_id(m):
+                row, contact = decoded(next(rows), callback_fields), decoded(next(rows), contact_fields)
+            else:
+                row = contact = decoded(next(rows), contact_fields)
+            if row:
+                out.append((m, score, row, contact))
         return out

@@ -5,9 +5,12 @@ and the audit of every view and action. Runs on both backends (fixture `ws`)."""
 from __future__ import annotations
 
 import html
+from datetime import timedelta
 
+import pytest
 from yarl import URL
 
+from router.http.workspace import views
 from tests.workspace.conftest import Workspace
 
 BZ = "demo-ommen-burgerzaken"
@@ -80,6 +83,40 @@ async def test_work_list_shows_the_teams_items_soonest_first_with_the_callback_p
     assert status == 200
     _, page = await b.get("/werkplek/")
     assert "+31612345678" in page and "na 14:00" in page and "Terugbelverzoeken (1)" in page
+
+
+async def test_a_long_work_list_comes_in_pages_counted_whole_overdue_first(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18, item 6: thousands of items are paged (views.PAGE_SIZE, 3 here); the counts above the
+    list cover all of them, the filters and the page number travel together."""
+    monkeypatch.setattr(views, "PAGE_SIZE", 3)
+    late = [await ws.contact("ommen", "mail", f"Mijn paspoort is verlopen ({n})") for n in range(2)]
+    ws.h.clock.advance(timedelta(days=40))  # every term of those two has passed
+    mails = [await ws.contact("ommen", "mail", f"Paspoort verlopen, nummer {n}") for n in range(3)]
+    forms = [await ws.contact("ommen", "webform", f"Paspoort kwijt, nummer {n}") for n in range(2)]
+    b = await ws.browser(BZ)
+
+    _, page = await b.get("/werkplek/")
+    assert "7 open items: 2 te laat, 0 bijna te laat. U ziet 1 tot en met 3" in page
+    assert "Contacten (7)" in page and "Pagina 1 van 3" in page
+    shown = [cid for cid in late + mails + forms if f"/werkplek/contact/{cid}" in page]
+    assert len(shown) == 3 and set(late) <= set(shown)  # overdue first
+    assert 'href="/werkplek/?pagina=2"' in page and 'rel="prev"' not in page
+
+    _, page = await b.get("/werkplek/?pagina=3")
+    assert "U ziet 7 tot en met 7" in page and 'rel="next"' not in page
+    assert sum(f"/werkplek/contact/{cid}" in page for cid in late + mails + forms) == 1
+    _, beyond = await b.get("/werkplek/?pagina=99")  # an old link: the last page
+    assert "Pagina 3 van 3" in beyond
+    _, bad = await b.get("/werkplek/?pagina=twee")  # not a number: the first page
+    assert "Pagina 1 van 3" in bad
+
+    _, page = await b.get("/werkplek/?kanaal=webform")
+    assert "2 open items: 0 te laat" in page and "Pagina" not in page
+    assert all(f"/werkplek/contact/{cid}" in page for cid in forms)
+    _, page = await b.get("/werkplek/?kanaal=mail")
+    assert "5 open items: 2 te laat" in page and 'href="/werkplek/?kanaal=mail&amp;pagina=2"' in page
 
 
 async def test_contact_page_shows_message_deadlines_with_explanation_and_is_audited(ws: Workspace) -> None:

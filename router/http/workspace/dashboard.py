@@ -17,7 +17,6 @@ from router.http.context import CTX
 from router.http.workspace import access, texts, views
 from router.http.workspace.access import base, page
 from router.http.workspace.context import WORKSPACE
-from router.http.workspace.pages import WORK_LIST_LIMIT
 
 
 @dataclass
@@ -31,7 +30,12 @@ class TeamFigures:
     breaches_today: int | None = None
     breaches_week: int | None = None
     refused_week: int | None = None
-    risky: list[views.Row] = field(default_factory=list)
+    risky: list[views.Row] = field(default_factory=list)  # the first RISKY_SHOWN of them
+    risky_total: int = 0
+
+
+# Items at risk listed per team: the soonest first; the count covers them all.
+RISKY_SHOWN = 100
 
 
 def quarter_of(now: datetime) -> ReportPeriod:
@@ -47,17 +51,20 @@ async def _figures(request: web.Request, tenant: Tenant, teams: list[tuple[str, 
     service = access.casework(request)
     out = []
     for team, name in teams:
-        items = await service.items(tenant.id, team, limit=WORK_LIST_LIMIT)
-        listed = views.work_list(tenant, team, items, now)
-        rows = listed.contacts + listed.callbacks
+        heads = await service.item_heads(tenant.id, team)
+        listed, shown = views.work_list_page(
+            tenant, team, heads, now, page_size=RISKY_SHOWN, states=("te-laat", "risico")
+        )
+        views.fill_page(listed, shown, await service.items_by_id(tenant.id, [p.id_score for p in shown]))
         figures = TeamFigures(
             team,
             name,
-            open=len(listed.contacts),
+            open=listed.total_contacts,
             at_risk=listed.at_risk,
             overdue=listed.overdue,
-            callbacks=len(listed.callbacks),
-            risky=[r for r in rows if r.state in ("risico", "te-laat")],
+            callbacks=listed.total_callbacks,
+            risky=listed.contacts + listed.callbacks,
+            risky_total=listed.at_risk + listed.overdue,
         )
         out.append(figures)
     history = request.app[WORKSPACE].history

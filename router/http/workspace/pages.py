@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -15,9 +16,6 @@ from router.http.workspace.access import Refused, base, page
 from router.http.workspace.context import PREFIX, WORKSPACE
 from router.http.workspace.demo import demo_agents
 from router.http.workspace.session import check_csrf, sign_in, sign_out
-
-WORK_LIST_LIMIT = 5000
-
 
 # -- signing in -------------------------------------------------------------------------------------
 
@@ -73,12 +71,25 @@ async def _work_list(request: web.Request) -> dict[str, Any]:
     agent = access.signed_in(request)
     team = access.team_of_agent(agent, request.query.get("team") or None)
     tenant = request.app[CTX].tenants[agent.tenant]
-    items = await access.casework(request).items(agent.tenant, team, limit=WORK_LIST_LIMIT)
     channel = request.query.get("kanaal") or None
     category = request.query.get("categorie") or None
+    page_no = _page_number(request.query.get("pagina"))
     now = request.app[CTX].clock.now()
-    listed = views.work_list(tenant, team, items, now, channel=channel, category=category)
+    service = access.casework(request)
+    listed, shown = views.work_list_page(
+        tenant,
+        team,
+        await service.item_heads(agent.tenant, team),
+        now,
+        channel=channel,
+        category=category,
+        page=page_no,
+        page_size=views.PAGE_SIZE,
+    )
+    views.fill_page(listed, shown, await service.items_by_id(agent.tenant, [p.id_score for p in shown]))
     teams = [(t.id, t.name) for t in tenant.loaded.rules.teams if t.id in agent.teams]
+    # The page's own address without its page number: the paging links add theirs.
+    kept = [(k, v) for k, v in request.query.items() if k != "pagina"]
     return base(
         request,
         work=listed,
@@ -89,8 +100,18 @@ async def _work_list(request: web.Request) -> dict[str, Any]:
         category=category,
         zone=tenant.calendar.zone,
         query=request.query_string,
+        paging_query=urlencode(kept),
+        page_size=views.PAGE_SIZE,
         done=texts.DONE.get(request.query.get("gedaan") or ""),
     )
+
+
+def _page_number(raw: str | None) -> int:
+    """?pagina=N; anything else is the first page (an old link must not break the list)."""
+    try:
+        return max(1, int(raw or "1"))
+    except ValueError:
+        return 1
 
 
 @page

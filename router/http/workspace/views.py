@@ -11,28 +11,42 @@ from typing import Any
 
 from router.core.calendar.terms import Term
 from router.core.casework import SYNCHRONOUS_CHANNELS, CaseState
+from router.core.casework_service import ItemHead
 from router.core.deadlines import time_left
 from router.core.tenants import Tenant
 from router.http.workspace import texts
 
 # Under this share of the term left an item is at risk (the colour "bijna te laat").
 AT_RISK_SHARE = 0.2
+# Items on one page of a work list: what an agent can take in; the counts cover the whole list.
+PAGE_SIZE = 100
 
 
 def deadline_state(
     tenant: Tenant, now: datetime, start: str | None, due: str | None, term: str | None
 ) -> tuple[str, int | None, float | None]:
     """('te-laat' | 'risico' | 'op-tijd' | 'geen', working seconds left, share of the term left)."""
-    if not due:
+    return _state(
+        tenant,
+        now,
+        datetime.fromisoformat(start) if start else None,
+        datetime.fromisoformat(due) if due else None,
+        term,
+    )
+
+
+def _state(
+    tenant: Tenant, now: datetime, start: datetime | None, due: datetime | None, term: str | None
+) -> tuple[str, int | None, float | None]:
+    if due is None:
         return "geen", None, None
     calendar = tenant.calendar
-    due_at = datetime.fromisoformat(due)
-    left = int(time_left(calendar, now, due_at, term).total_seconds())
-    if now > due_at:
+    left = int(time_left(calendar, now, due, term).total_seconds())
+    if now > due:
         return "te-laat", left, 0.0
     share: float | None = None
-    if start:
-        total = time_left(calendar, datetime.fromisoformat(start), due_at, term).total_seconds()
+    if start is not None:
+        total = time_left(calendar, start, due, term).total_seconds()
         share = left / total if total > 0 else 0.0
     return ("risico" if share is not None and share < AT_RISK_SHARE else "op-tijd"), left, share
 
@@ -51,48 +65,96 @@ class Row:
 
 @dataclass
 class WorkList:
+    """One page of a team's work list, with the counts of the whole list (as filtered)."""
+
     team: str
-    contacts: list[Row] = field(default_factory=list)
-    callbacks: list[Row] = field(default_factory=list)
+    contacts: list[Row] = field(default_factory=list)  # of this page
+    callbacks: list[Row] = field(default_factory=list)  # of this page
     channels: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
+    total_contacts: int = 0
+    total_callbacks: int = 0
+    at_risk: int = 0
+    overdue: int = 0
+    page: int = 1
+    pages: int = 1
+    first: int = 0  # position of the page's first item in the list (1-based; 0 when empty)
+    last: int = 0
 
     @property
-    def at_risk(self) -> int:
-        return sum(1 for r in self.contacts + self.callbacks if r.state == "risico")
+    def total(self) -> int:
+        return self.total_contacts + self.total_callbacks
+
+
+@dataclass(frozen=True)
+class Placed:
+    head: ItemHead
+    state: str
+    left: int | None
+    share: float | None
 
     @property
-    def overdue(self) -> int:
-        return sum(1 for r in self.contacts + self.callbacks if r.state == "te-laat")
+    def id_score(self) -> tuple[str, float]:
+        return self.head.id, self.head.score
 
 
-def work_list(
+def work_list_page(
     tenant: Tenant,
     team: str,
-    items: list[dict[str, Any]],
+    heads: list[ItemHead],
     now: datetime,
     *,
     channel: str | None = None,
     category: str | None = None,
-) -> WorkList:
+    page: int = 1,
+    page_size: int = PAGE_SIZE,
+    states: tuple[str, ...] | None = None,
+) -> tuple[WorkList, list[Placed]]:
     """The team's items soonest deadline first (as the service lists them), filtered by channel and
-    category; the filters offer what the list holds."""
+    category, counted, and cut to one page (of those in `states`, when given: the counts still cover
+    all): the page's items are returned to be read in full. The filters offer what the list holds."""
     out = WorkList(team)
     channels: set[str] = set()
     categories: set[str] = set()
-    for item in items:
-        channels.add(item.get("channel") or "")
-        categories.add(item.get("category") or "")
-        if channel and item.get("channel") != channel:
+    placed: list[Placed] = []
+    for head in heads:
+        channels.add(head.channel or "")
+        categories.add(head.category or "")
+        if channel and head.channel != channel:
             continue
-        if category and (item.get("category") or "") != category:
+        if category and (head.category or "") != category:
             continue
-        start = item.get("counted_from") if item["kind"] == "callback_request" else item.get("received_at")
-        state, left, share = deadline_state(tenant, now, start, item.get("due"), item.get("term"))
-        row = Row(item, state, left, share)
-        (out.callbacks if row.callback else out.contacts).append(row)
+        start = datetime.fromisoformat(head.counted_from) if head.counted_from else None
+        state, left, share = _state(tenant, now, start, head.due, head.term)
+        placed.append(Placed(head, state, left, share))
+        if head.kind == "callback_request":
+            out.total_callbacks += 1
+        else:
+            out.total_contacts += 1
+        out.at_risk += state == "risico"
+        out.overdue += state == "te-laat"
     out.channels = sorted(c for c in channels if c)
     out.categories = sorted(c for c in categories if c)
+    if states is not None:
+        placed = [p for p in placed if p.state in states]
+    out.pages = max(1, -(-len(placed) // page_size))
+    out.page = min(max(1, page), out.pages)
+    shown = placed[(out.page - 1) * page_size : out.page * page_size]
+    if shown:
+        out.first = (out.page - 1) * page_size + 1
+        out.last = out.first + len(shown) - 1
+    return out, shown
+
+
+def fill_page(out: WorkList, shown: list[Placed], items: list[dict[str, Any]]) -> WorkList:
+    """The page's rows from the items read in full, with the deadline state the counts used."""
+    by_id = {item["id"]: item for item in items}
+    for p in shown:
+        item = by_id.get(p.head.id)
+        if item is None:  # closed or moved between the two reads: the next refresh shows the list as is
+            continue
+        row = Row(item, p.state, p.left, p.share)
+        (out.callbacks if row.callback else out.contacts).append(row)
     return out
 
 
