@@ -21,10 +21,10 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from adapters.kit.acks import MailNotifier, SmtpAckSender
-from adapters.kit.context import AdapterContext
+from adapters.kit.context import AdapterContext, StatusLinks
 from adapters.kit.http import ADAPTERS, add_routes
 from adapters.kit.publisher import ContactPublisher
-from adapters.kit.ratelimit import RateLimiter
+from adapters.kit.ratelimit import MemoryRateLimiter, RateLimiter
 from adapters.kit.registry import list_adapters
 from adapters.kit.settings import AdapterSettings
 from adapters.kit.wiring import build_context, readiness_checks
@@ -45,6 +45,7 @@ from router.core.metrics import Bounds, Probe
 from router.core.pipeline import RoutingCore
 from router.core.ports import Outbound, PersonalData, Store, StoreUnavailable
 from router.core.retention import RetentionPolicy
+from router.core.status import status_token, status_url
 from router.core.tenants import Tenant
 from router.core.tenants import load as load_tenants
 from router.core.topology import Names
@@ -64,7 +65,7 @@ from router.http.workspace.oidc import configured_tenants, oidc_routes
 from router.metrics import CountingOutbound, MetricsRegistry, counting_publisher
 from router.metrics.probes import ConsumerProbe, IgnoredMailProbe
 from router.redis.casestore import RedisCaseStore
-from router.redis.keys import Keys
+from router.redis.keys import DEVELOPMENT_SECRET, Keys
 from router.redis.privacy import RedisPersonalData, RedisRunLock
 from router.redis.probes import RedisProbe
 from router.redis.ratelimit import RedisRateLimiter
@@ -396,6 +397,18 @@ def privacy_for(
     return Privacy(stores, policy, clock)
 
 
+def status_secret(settings: Settings) -> bytes:
+    """The key the status links' tokens are derived with: KEY_SECRET (or the development secret), as the
+    Redis key names use it; every process of a deployment derives the same tokens."""
+    return settings.key_secret_bytes() or DEVELOPMENT_SECRET
+
+
+def status_links(settings: Settings) -> StatusLinks:
+    """The link to a contact's status page, for acknowledgements and the web form's answer."""
+    base, secret = settings.status_base_url(), status_secret(settings)
+    return lambda contact: status_url(base, contact.reference, status_token(secret, contact.cid))
+
+
 def keys_for(settings: Settings, *, embedded: bool, warn: bool = True) -> Keys:
     """The Redis key names of this deployment, hashing with its KEY_SECRET."""
     secret = settings.key_secret_bytes()
@@ -446,6 +459,14 @@ async def context_for_runtime(runtime: Runtime, settings: AdapterSettings | None
     if client is not None:
         ctx.closers.append(client.aclose)
     ctx.threads = StoreThreads(runtime.store)
+    ctx.status_links = status_links(runtime.settings)
+    if not runtime.settings.public_url and not runtime.embedded:
+        log.warning(
+            "public_url_unset",
+            setting="PUBLIC_URL",
+            message="status links in acknowledgements point to this machine's own address",
+            using=runtime.settings.status_base_url(),
+        )
     if runtime.metrics is not None:
         runtime.metrics.add_probe(IgnoredMailProbe(ctx.adapters, runtime.metrics.bounds))
     if ctx.acks is not None:
@@ -502,8 +523,22 @@ async def workspace_for(runtime: Runtime) -> tuple[WorkspaceConfig, list[Callabl
         feed = LiveEvents(settings.amqp_url, runtime.names, runtime.tenants, hub.deliver)
         await feed.start()
         closers.append(feed.close)
+    limiter: RateLimiter
+    if runtime.embedded:
+        limiter = MemoryRateLimiter(settings.status_rate_limit, settings.status_rate_window_seconds)
+    else:
+        client = aioredis.Redis.from_url(settings.redis_url)
+        closers.append(client.aclose)
+        limiter = RedisRateLimiter(
+            client,
+            keys_for(settings, embedded=False, warn=False),
+            settings.status_rate_limit,
+            settings.status_rate_window_seconds,
+        )
     config = WorkspaceConfig(
         secret=session_secret(settings.session_secret.get_secret_value(), embedded=runtime.embedded),
+        status_secret=status_secret(settings),
+        status_limiter=limiter,
         dev_signin=dev_signin_of(settings, embedded=runtime.embedded),
         oidc_tenants=oidc_tenants_of(settings, runtime.tenants),
         oidc_routes=oidc_routes(settings, runtime.tenants),

@@ -161,6 +161,17 @@ class Settings(BaseSettings):
     # registered at the provider: /werkplek/oidc/<tenant>/callback under it. Empty: each request's own
     # scheme and host (right on a developer's machine; behind a proxy, set it).
     public_url: str = ""
+    # The residents' status page (/status/<reference>): requests per client address, refilled evenly
+    # over the window.
+    status_rate_limit: int = Field(default=30, ge=1)
+    status_rate_window_seconds: float = Field(default=60.0, gt=0)
+
+    def status_base_url(self) -> str:
+        """Where the links in acknowledgements point: PUBLIC_URL, else this process's own address."""
+        if self.public_url:
+            return self.public_url
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::", "") else self.http_host
+        return f"http://{host}:{self.http_port}"
 
     def key_secret_bytes(self) -> bytes | None:
         """The configured key secret, None when unset (the development secret applies)."""

@@ -12,15 +12,17 @@ the real one has.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,12 +59,21 @@ def _port_open(port: int) -> bool:
         return False
 
 
-# A test's namespace: `t` and ten hex digits (the `namespace` fixture, and the subprocess tests that make
-# their own).
-TEST_NAMESPACE = re.compile(r"^t[0-9a-f]{10}\.")
+# A test's namespace: `t`, this test session's tag (four hex digits) and ten more. The tag lets a session
+# delete what its own tests left on the broker without touching another session's (a CI run beside a
+# developer's run, on one broker).
+SESSION_TAG = uuid.uuid4().hex[:4]
+TEST_NAMESPACE = re.compile(r"^t([0-9a-f]{4})[0-9a-f]{10}\.")
+# One file per running session, named by its tag and holding its process id: what a session finds there
+# for a tag whose process is gone was left by a session that was killed.
+SESSIONS = Path(tempfile.gettempdir()) / "contact-router-test-sessions"
 
 
-def _listed(kind: str) -> list[str]:
+def new_namespace() -> str:
+    return f"t{SESSION_TAG}{uuid.uuid4().hex[:10]}."
+
+
+def _listed(kind: str, tags: Callable[[str], bool]) -> list[str]:
     done = subprocess.run(
         ["rabbitmqctl", f"list_{kind}", "name", "--quiet", "--no-table-headers", "--silent"],
         capture_output=True,
@@ -71,19 +82,30 @@ def _listed(kind: str) -> list[str]:
     )
     if done.returncode != 0:
         raise RuntimeError(f"rabbitmqctl list_{kind} failed: {done.stderr.strip()[-300:]}")
-    return [name for name in done.stdout.split() if TEST_NAMESPACE.match(name)]
+    return [n for n in done.stdout.split() if (m := TEST_NAMESPACE.match(n)) and tags(m.group(1))]
 
 
-def sweep_test_namespaces() -> int:
-    """Delete every queue and exchange a test left on the broker, under any test's namespace.
+def _alive(tag: str) -> bool:
+    try:
+        pid = int((SESSIONS / tag).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def sweep_test_namespaces(tags: Callable[[str], bool]) -> int:
+    """Delete the queues and exchanges left on the broker under the namespaces of the sessions `tags`
+    picks.
 
     Each quorum queue holds three file descriptors of the broker's ~930 (Debian's RabbitMQ, ulimit
     1024): a few hundred leftover queues exhaust them, and from then on every test that touches the
     broker hangs. `delete_namespace` knows only the topology's own names; subprocess tests, the
-    history, the exports and the workspace declare more. Run between test modules, when no test runs."""
+    history, the exports and the workspace declare more. Run between test modules, when none of this
+    session's tests runs."""
     if shutil.which("rabbitmqctl") is None or not _port_open(5672):
         return 0
-    queues, exchanges = _listed("queues"), _listed("exchanges")
+    queues, exchanges = _listed("queues", tags), _listed("exchanges", tags)
     if not queues and not exchanges:
         return 0
 
@@ -92,7 +114,10 @@ def sweep_test_namespaces() -> int:
         async with conn:
             channel = await conn.channel()
             for name in queues:
-                await channel.queue_delete(name)
+                try:
+                    await channel.queue_delete(name)
+                except aio_pika.exceptions.ChannelClosed:  # an exclusive queue of a live connection
+                    channel = await conn.channel()
             for name in exchanges:
                 await channel.exchange_delete(name)
 
@@ -114,13 +139,23 @@ def _run_catching(work: Any, failure: list[BaseException]) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    sweep_test_namespaces()  # what an interrupted earlier run left behind
+    SESSIONS.mkdir(exist_ok=True)
+    (SESSIONS / SESSION_TAG).write_text(str(os.getpid()))
+    # What sessions that were killed left behind (never a running session's).
+    sweep_test_namespaces(lambda tag: tag != SESSION_TAG and not _alive(tag))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    with contextlib.suppress(Exception):
+        sweep_test_namespaces(lambda tag: tag == SESSION_TAG)
+    with contextlib.suppress(OSError):
+        (SESSIONS / SESSION_TAG).unlink()
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _sweep_after_module() -> Any:
     yield
-    sweep_test_namespaces()
+    sweep_test_namespaces(lambda tag: tag == SESSION_TAG)
 
 
 @pytest.fixture(scope="session")
@@ -144,7 +179,7 @@ def tenants() -> dict[str, Tenant]:
 
 @pytest.fixture
 def namespace() -> str:
-    return f"t{uuid.uuid4().hex[:10]}."
+    return new_namespace()
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from router.core import topology
 from router.core.contact import contact_id
 from router.redis.keys import Keys
-from tests.conftest import AMQP_URL, REDIS_URL, ROOT, RULES, delete_namespace
+from tests.conftest import AMQP_URL, REDIS_URL, ROOT, RULES, delete_namespace, new_namespace
 
 # The planted values, and what is looked for (lower case: aiosmtpd upper-cases what it did not
 # recognise; the phone number is normalised to E.164 by some entry points).
@@ -164,7 +164,7 @@ async def _clean(namespace: str) -> None:
 
 @pytest.fixture(scope="module")
 def service(servers: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    namespace = f"t{uuid.uuid4().hex[:10]}."
+    namespace = new_namespace()
     relay = Controller(_Relay(), hostname="127.0.0.1", port=free_port())
     relay.start()
     http_port, smtp_port = free_port(), free_port()

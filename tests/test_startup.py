@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ import structlog
 from router.core.tenants import Tenant
 from router.service import _report_durability, declare_topology
 from router.settings import Settings
-from tests.conftest import AMQP_URL, REDIS_URL, ROOT
+from tests.conftest import AMQP_URL, REDIS_URL, ROOT, new_namespace
 
 # Ports nothing listens on (refused at once).
 AMQP_DOWN = "amqp://guest:guest@127.0.0.1:1/"
@@ -92,7 +91,7 @@ def test_an_api_that_cannot_listen_ends_the_process(servers: None) -> None:
             "AMQP_URL": AMQP_URL,
             "REDIS_URL": REDIS_URL,
             "LOG_FORMAT": "json",
-            "NAMESPACE": f"t{uuid.uuid4().hex[:10]}.",
+            "NAMESPACE": new_namespace(),
         }
         done = subprocess.run(
             [sys.executable, "-m", "router.cli", "api", "--port", str(port)],
@@ -155,7 +154,7 @@ def test_a_key_limited_to_a_tenant_without_rules_stops_the_start_without_quoting
         "AMQP_URL": AMQP_URL,
         "REDIS_URL": REDIS_URL,
         "LOG_FORMAT": "json",
-        "NAMESPACE": f"t{uuid.uuid4().hex[:10]}.",
+        "NAMESPACE": new_namespace(),
         "API_KEYS": "ok:first-key:ommen,svc:abc:defsecretpart",
         "HTTP_PORT": "0",
     }
@@ -188,7 +187,7 @@ def test_the_development_sign_in_with_a_real_provider_configured_stops_the_start
         "AMQP_URL": AMQP_URL,
         "REDIS_URL": REDIS_URL,
         "LOG_FORMAT": "json",
-        "NAMESPACE": f"t{uuid.uuid4().hex[:10]}.",
+        "NAMESPACE": new_namespace(),
         "RULES_DIR": str(rules),
         "HTTP_PORT": "0",
         "WORKSPACE_DEV_SIGNIN": "true",

@@ -46,7 +46,14 @@ def ack_domain(ack_from: str | None, fallback: str) -> str:
     return fallback
 
 
-def ack_text(*, tenant_name: str, reference: str, answer: AnswerBy | None, can_reply: bool) -> str:
+def ack_text(
+    *,
+    tenant_name: str,
+    reference: str,
+    answer: AnswerBy | None,
+    can_reply: bool,
+    status_link: str | None = None,
+) -> str:
     """Our fixed text with the reference and the answer date only. Nothing the sender wrote (name,
     subject, message) is repeated: the address an acknowledgement goes to is not verified (a form
     field, a From header), so an echo would let anyone mail their text from the municipality's domain
@@ -67,6 +74,8 @@ def ack_text(*, tenant_name: str, reference: str, answer: AnswerBy | None, can_r
         ]
     else:
         lines += ["Wij laten u zo snel mogelijk weten wanneer u antwoord krijgt.", ""]
+    if status_link:
+        lines += ["Op deze pagina ziet u hoe het met uw vraag staat:", status_link, ""]
     if can_reply:
         lines += [
             "Wilt u nog iets aanvullen? Beantwoord dan deze e-mail. Wij voegen het toe aan uw vraag.",
@@ -93,6 +102,7 @@ def build_ack(
     reply_to: str | None,
     message_id: str,
     in_reply_to: str | None,
+    status_link: str | None = None,
 ) -> EmailMessage:
     """The acknowledgement of `contact`. Of the contact it uses the reference, the time it was received
     and the address to send to; every other word is ours (see `ack_text`)."""
@@ -114,7 +124,11 @@ def build_ack(
     msg["X-Auto-Response-Suppress"] = "All"
     msg.set_content(
         ack_text(
-            tenant_name=tenant_name, reference=contact.reference, answer=answer, can_reply=bool(reply_to)
+            tenant_name=tenant_name,
+            reference=contact.reference,
+            answer=answer,
+            can_reply=bool(reply_to),
+            status_link=status_link,
         )
     )
     return msg
@@ -181,6 +195,7 @@ def schedule_ack(
         reply_to=reply_to,
         message_id=message_id,
         in_reply_to=in_reply_to,
+        status_link=ctx.status_links(contact) if ctx.status_links is not None else None,
     )
     ctx.spawn(send_with_retry(ctx.acks, message, contact.cid), name=f"ack:{contact.cid}")
     return True

@@ -40,6 +40,11 @@ class ThreadLookup(Protocol):
     async def joins(self, contact: Contact) -> bool: ...
 
 
+# The address of a contact's status page (…/status/<reference>?t=<token>), for its acknowledgement and
+# the web form's answer; the service derives it (router/core/status.py). None: no links.
+StatusLinks = Callable[[Contact], str]
+
+
 @dataclass
 class MemoryDeadLetters:
     """Dead letters kept in memory: for the embedded mode and fast tests."""
@@ -61,6 +66,7 @@ class AdapterContext:
     acks: AckSender | None = None
     # The router's threads, so that a reply it will join is not acknowledged again (None: not known).
     threads: ThreadLookup | None = None
+    status_links: StatusLinks | None = None
     # The enabled adapters, by name: their routes are served and their long-running parts started.
     adapters: dict[str, ChannelAdapter] = field(default_factory=dict)
     # Closed by stop_adapters (a Redis client, ...).

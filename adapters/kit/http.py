@@ -142,6 +142,7 @@ def receipt(ctx: AdapterContext, contact: Contact) -> dict[str, Any]:
         "status": "accepted",
         "expected_answer_by": answer.due.isoformat() if answer else None,
         "expected_answer_text": answer.text if answer else None,
+        "status_url": ctx.status_links(contact) if ctx.status_links is not None else None,
     }
 
 

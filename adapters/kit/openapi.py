@@ -100,6 +100,11 @@ class Receipt(BaseModel):
     expected_answer_by: Timestamp | None
     expected_answer_text: str | None = Field(description="The same date in plain Dutch")
     message: str | None = Field(default=None, description="A thank-you text in plain Dutch")
+    status_url: str | None = Field(
+        default=None,
+        description="The resident's own page on this question (/status/<reference>?t=<token>): show it "
+        "or mail it, never log it (the token in it is the only key to the page)",
+    )
 
 
 @dataclass(frozen=True)

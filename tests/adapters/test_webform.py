@@ -84,7 +84,15 @@ async def test_a_filled_honeypot_looks_accepted_but_nothing_is_published(stack: 
         )
     assert resp.status == 202
     body = await resp.json()
-    assert set(body) == {"id", "reference", "status", "expected_answer_by", "expected_answer_text", "message"}
+    assert set(body) == {
+        "id",
+        "reference",
+        "status",
+        "expected_answer_by",
+        "expected_answer_text",
+        "message",
+        "status_url",
+    }
     assert stack.recorder.published == []
     assert [e["event"] for e in logs if e["event"].startswith("webform_")] == ["webform_honeypot"]
     assert "bot@example.com" not in repr(logs)

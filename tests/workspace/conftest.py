@@ -17,11 +17,14 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
+from adapters.kit.context import AdapterContext
+from adapters.kit.http import ADAPTERS, add_routes
+from adapters.kit.testing import RecordingAcks, adapter_settings
 from router.core.clock import ManualClock
 from router.core.history import HistoryStore
 from router.http.app import create_app
 from router.http.workspace import setup_workspace
-from router.service import Runtime, build, workspace_for
+from router.service import Runtime, build, context_for_runtime, workspace_for
 from router.settings import Settings
 from tests.harness import PHONE, Harness, wait_routed
 
@@ -74,6 +77,9 @@ class Workspace:
         self.history = history
         self.base = base
         self.browsers: list[Browser] = []
+        # With `adapters=True`: the channel routes on the same app, acknowledgements kept in `acks`.
+        self.adapters: AdapterContext | None = None
+        self.acks = RecordingAcks()
 
     async def browser(self, agent: str | None = None) -> Browser:
         b = Browser(self.base)
@@ -100,7 +106,7 @@ class Workspace:
 
 @asynccontextmanager
 async def open_workspace(
-    kind: str, settings: Settings, clock: ManualClock, history_path: Path
+    kind: str, settings: Settings, clock: ManualClock, history_path: Path, *, adapters: bool = False
 ) -> AsyncIterator[Workspace]:
     settings = settings.model_copy(
         update={
@@ -114,6 +120,15 @@ async def open_workspace(
     assert rt.router is not None
     rt.tasks.append(asyncio.create_task(rt.router.run(), name="router"))
     app = create_app(rt.api_context())
+    recorded = RecordingAcks()
+    ctx: AdapterContext | None = None
+    if adapters:
+        ctx = await context_for_runtime(
+            rt, adapter_settings(adapters_enabled="mail,webform", ack_from="ommen:noreply@ommen.nl")
+        )
+        ctx.acks = recorded
+        app[ADAPTERS] = ctx
+        add_routes(app)
     config, closers = await workspace_for(rt)
     setup_workspace(app, config)
     client: TestClient[Any, Any] = TestClient(TestServer(app))
@@ -122,9 +137,14 @@ async def open_workspace(
     ws = Workspace(
         Harness(kind, rt, client, clock, None), config.history, str(client.make_url("")).rstrip("/")
     )  # type: ignore[arg-type]
+    ws.adapters, ws.acks = ctx, recorded
     try:
         yield ws
     finally:
+        if ctx is not None:
+            await ctx.drain(5)
+            for close in ctx.closers:
+                await close()
         for b in ws.browsers:
             await b.close()
         await client.close()

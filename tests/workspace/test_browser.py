@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from router.core.clock import ManualClock
 from router.settings import Settings
+from tests.harness import wait_routed
 from tests.workspace.conftest import Workspace, open_workspace
 
 HERE = Path(__file__).parent
@@ -157,4 +159,56 @@ async def test_an_error_page_passes_axe_too(live_ws: Workspace, browser: Browser
     await page.goto(f"{live_ws.base}/werkplek/contact/00000000-0000-4000-8000-000000000000")
     await expect(page.get_by_role("heading", name="Dit lukte niet")).to_be_visible()
     await check(page, "8-fout")
+    await context.close()
+
+
+@pytest.fixture
+async def resident_ws(settings: Settings, clock: ManualClock, tmp_path: Path) -> AsyncIterator[Workspace]:
+    async with open_workspace("embedded", settings, clock, tmp_path / "history.sqlite", adapters=True) as ws:
+        yield ws
+
+
+async def test_a_resident_follows_the_acknowledgements_link_to_the_expected_date(
+    resident_ws: Workspace, browser: Browser
+) -> None:
+    """Issue 19: the web form's acknowledgement carries the status link; the page shows the expected
+    date in a real browser; a wrong token shows what an unknown reference shows; axe on both."""
+    ws = resident_ws
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{ws.base}/v1/channels/webform/ommen",
+            json={
+                "name": "Fenna Oosterhuis",
+                "email": "fenna@example.nl",
+                "message": "Mijn paspoort is verlopen",
+            },
+        ) as r:
+            assert r.status == 202
+            receipt = await r.json()
+    await wait_routed(ws.rt, receipt["id"])
+    assert ws.adapters is not None
+    await ws.adapters.drain(5)
+    [ack] = ws.acks.sent
+    text = str(ack.get_content())
+    [link] = [line for line in text.splitlines() if "/status/" in line]
+    assert link == receipt["status_url"]  # the mail and the web page give the same link
+    path = link[link.index("/status/") :]
+    assert path.startswith(f"/status/{receipt['reference']}?t=") and len(path.split("?t=")[1]) >= 22
+
+    context = await browser.new_context(bypass_csp=True, locale="nl-NL")
+    page = await context.new_page()
+    await page.goto(ws.base + path)
+    await expect(page.get_by_role("heading", level=1)).to_have_text(f"Uw vraag {receipt['reference']}")
+    await expect(page.get_by_text(receipt["expected_answer_text"])).to_be_visible()
+    await expect(page.get_by_text("De afdeling Burgerzaken", exact=True)).to_be_visible()
+    assert "Fenna" not in await page.content() and "Paspoort" not in await page.content()
+    await check(page, "9-status-inwoner")
+
+    wrong = await context.new_page()
+    unknown = await context.new_page()
+    await wrong.goto(ws.base + path[:-3] + "abc")
+    await unknown.goto(f"{ws.base}/status/OMM-AAAA-AAAA?t={path.split('?t=')[1]}")
+    await expect(wrong.get_by_role("heading", level=1)).to_have_text("Wij kunnen deze vraag niet vinden")
+    assert await wrong.content() == await unknown.content()
+    await check(wrong, "10-status-onbekend")
     await context.close()

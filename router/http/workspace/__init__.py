@@ -15,7 +15,7 @@ import jinja2
 from aiohttp import web
 
 from router import logs
-from router.http.workspace import actions, dashboard, pages, texts
+from router.http.workspace import actions, dashboard, pages, status, texts
 from router.http.workspace.context import PREFIX, WORKSPACE, WorkspaceConfig
 from router.http.workspace.live import LIVE, LiveHub
 from router.http.workspace.session import configure
@@ -106,6 +106,7 @@ def setup_workspace(app: web.Application, config: WorkspaceConfig) -> None:
     r.add_post(f"{PREFIX}/contact/{{id}}/verlengen", actions.extend)
     r.add_post(f"{PREFIX}/contact/{{id}}/afsluiten", actions.close)
     r.add_post(f"{PREFIX}/terugbelverzoek/{{id}}/poging", actions.record_attempt)
+    r.add_get(status.PATH, status.status_page)
     r.add_get(f"{PREFIX}/overzicht", dashboard.dashboard_page)
     r.add_get(f"{PREFIX}/overzicht/teams", dashboard.dashboard_fragment)
     r.add_static(f"{PREFIX}/static", HERE / "static", append_version=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from adapters.kit.ratelimit import RateLimiter
 from router.core.history import HistoryStore
 from router.http.workspace.live import LiveHub
 
@@ -25,6 +26,10 @@ class WorkspaceConfig:
     live: LiveHub = field(default_factory=LiveHub)
     # The OpenID routes (router/http/workspace/oidc.py), added with the pages.
     oidc_routes: list[web.RouteDef] = field(default_factory=list)
+    # The residents' status page (router/http/workspace/status.py): the key its links' tokens are
+    # derived with (KEY_SECRET, as the adapters that send the links use it), and its limit per client.
+    status_secret: bytes = b""
+    status_limiter: RateLimiter | None = None
 
 
 WORKSPACE = web.AppKey("workspace", WorkspaceConfig)
