@@ -20,6 +20,7 @@ from router.core.erasure import subject
 from router.core.status import status_token
 from router.service import status_secret
 from router.settings import Settings
+from tests.harness import wait_committed
 from tests.workspace.conftest import Workspace, open_workspace
 
 BODY = "Mijn paspoort is verlopen. Groet, Fenna Oosterhuis, BSN 123456782"
@@ -165,3 +166,17 @@ async def test_a_client_asking_too_often_is_slowed_down(limited: Workspace) -> N
         assert (await get(ws, f"/status/{reference}?t=guess"))[0] == 404
     status, page, headers = await get(ws, link(ws, cid, reference))
     assert status == 429 and int(headers["Retry-After"]) > 0 and "te vaak" in page
+
+
+async def test_a_reply_joined_to_the_question_leads_to_that_questions_page(ws: Workspace) -> None:
+    cid, reference = await routed(ws)
+    reply = ws.h.contact(
+        "ommen", "mail", "Nog een foto erbij", subject=f"Re: Ontvangstbevestiging {reference}"
+    )
+    await ws.rt.publisher.publish(reply)
+    fields = await wait_committed(ws.rt, reply.cid)
+    assert fields["status"] == "merged" and fields["merged_into"] == cid
+    status, body, _ = await get(ws, link(ws, reply.cid, reply.reference), JSON)
+    data = json.loads(body)
+    assert status == 200 and data["reference"] == reference and data["department"] == "Burgerzaken"
+    assert "Uw aanvulling is bij uw vraag gevoegd." in [s["text"] for s in data["steps"]]

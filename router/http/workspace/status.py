@@ -93,6 +93,13 @@ async def status_page(request: web.Request) -> web.StreamResponse:
         state = await casework.load(cid) if casework is not None else None
         if casework is None or state is None or state.fields.get("tenant") not in ctx.tenants:
             return _not_found(request)  # purged or erased since the link was sent
+        if (target := state.fields.get("merged_into")) and state.status == "merged":
+            # Joined to an earlier question of the resident (a reply, the same topic): that one is
+            # what is being handled, under its own reference.
+            joined = await casework.load(target)
+            if joined is not None and joined.fields.get("tenant") == state.tenant:
+                cid, state = target, joined
+                reference = str(json.loads(state.fields["contact"]).get("reference") or reference)
         history = await casework.history(cid)
     except StoreUnavailable:
         return _answer(request, 503, "status_onbekend.html", {"message": UNAVAILABLE})
