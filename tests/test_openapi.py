@@ -137,6 +137,8 @@ async def test_one_walk_exercises_every_route(settings: Settings, amqp: Any, red
         assert resp.status == 201, await resp.text()
         resp = await client.post(f"/v1/contacts/{cid}/responses", headers=KEY, json={"kind": "respond"})
         assert resp.status == 200
+        resp = await client.post(f"/v1/contacts/{cid}/take", headers=KEY, json={})
+        assert resp.status == 200, await resp.text()
         resp = await client.post(f"/v1/contacts/{cid}/close", headers=KEY, json={"resolution": "klaar"})
         assert resp.status == 200
         resp = await client.post(

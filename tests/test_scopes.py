@@ -167,6 +167,11 @@ async def close(svc: Service, key: dict[str, str]) -> tuple[int, Any]:
     return await _answer(await svc.client.post(f"/v1/contacts/{cid}/close", json=body, headers=key))
 
 
+async def take(svc: Service, key: dict[str, str]) -> tuple[int, Any]:
+    cid = await _routed(svc)
+    return await _answer(await svc.client.post(f"/v1/contacts/{cid}/take", json={}, headers=key))
+
+
 async def phone_note(svc: Service, key: dict[str, str]) -> tuple[int, Any]:
     body = {"topic": "paspoort", "note": "Vraag beantwoord", "outcome": "answered", "agent": "kcc-1"}
     return await _answer(await svc.client.post("/v1/channels/phone/ommen/notes", json=body, headers=key))
@@ -189,6 +194,7 @@ ROUTES: dict[tuple[str, str], tuple[str, int, Call]] = {
     ("POST", "/v1/contacts/{id}/extensions"): ("agent", 201, extension),
     ("POST", "/v1/contacts/{id}/responses"): ("agent", 200, response),
     ("POST", "/v1/contacts/{id}/close"): ("agent", 200, close),
+    ("POST", "/v1/contacts/{id}/take"): ("agent", 200, take),
     ("POST", "/v1/channels/phone/{tenant}/notes"): ("submit", 202, phone_note),
     ("POST", "/v1/channels/counter/{tenant}/visits"): ("submit", 202, counter_visit),
 }

@@ -119,6 +119,10 @@ class CloseIn(_Body):
     resolution: Text
 
 
+class TakeIn(_Body):
+    """Only who takes it ("ik pak dit op"): the agent, in the body or the header X-Agent-Id."""
+
+
 class ResponseIn(_Body):
     kind: Literal["acknowledge", "respond"]
     note: Text | None = None
@@ -141,6 +145,7 @@ AGENT_BODIES: tuple[type[_Body], ...] = (
     AttemptIn,
     CallbackCloseIn,
     CloseIn,
+    TakeIn,
     ResponseIn,
     ExtensionIn,
 )
@@ -329,7 +334,21 @@ async def close(request: web.Request) -> web.Response:
     return schemas.answer(schemas.Closed, result)
 
 
+async def take(request: web.Request) -> web.Response:
+    cred = require_credential(request, "agent")
+    body: TakeIn = await parse(request, TakeIn)
+    result = await casework_of(request).take(
+        request.match_info["id"],
+        agent=str(body.agent),
+        by=cred.name,
+        agent_name=body.agent_name,
+        allowed=cred.allows,
+    )
+    return schemas.answer(schemas.Taken, result)
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/contacts/{id}/take", take)
     app.router.add_get("/v1/tenants/{tenant}/teams/{team}/items", list_items)
     app.router.add_post("/v1/contacts/{id}/transfer", transfer)
     app.router.add_post("/v1/contacts/{id}/callback-requests", create_callback_request)

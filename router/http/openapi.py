@@ -43,6 +43,7 @@ from router.http.agents import (
     CloseIn,
     ExtensionIn,
     ResponseIn,
+    TakeIn,
     TransferIn,
 )
 from router.http.metrics import OPENAPI_PATHS
@@ -410,6 +411,13 @@ def _document(
             "extendDeadline",
             ExtensionIn,
             {"201": answer(schemas.Extension, "Extended; the notice to the resident")},
+            _CONTACT_ID,
+        ),
+        "/v1/contacts/{id}/take": _agent_action(
+            "Take a contact ('ik pak dit op'): a colleague's take is refused with 409 naming them",
+            "takeContact",
+            TakeIn,
+            {"200": answer(schemas.Taken, "Taken (also when this agent had it already)")},
             _CONTACT_ID,
         ),
         "/v1/contacts/{id}/close": _agent_action(

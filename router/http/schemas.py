@@ -33,6 +33,7 @@ __all__ = [
     "OpenApiDocument",
     "Readiness",
     "ResponseRecorded",
+    "Taken",
     "TransferRefused",
     "Transferred",
     "WorkList",
@@ -231,6 +232,13 @@ class Extension(_Out):
     notice: Notice
 
 
+class Taken(_Out):
+    id: ContactId
+    team: TeamId
+    owner: str = Field(description="The agent who has it")
+    taken_at: Timestamp
+
+
 class Closed(_Out):
     id: ContactId
     status: Literal["closed"]
@@ -257,6 +265,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     CallbackRequest,
     ResponseRecorded,
     Extension,
+    Taken,
     Closed,
     Error,
 )
