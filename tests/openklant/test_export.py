@@ -67,6 +67,18 @@ async def publish_all(h: Harness, contacts: list[Contact]) -> None:
         await asyncio.gather(*(h.rt.publisher.publish(c) for c in contacts[start : start + 50]))
 
 
+def addresses_of(stub: OpenKlantStub, kc: str) -> list[tuple[str, str]]:
+    """(soort, adres) of the digitale adressen the klantcontact's betrokkenen provided, sorted."""
+    betrokkenen = {
+        b["uuid"] for b in stub.objects["betrokkenen"].values() if b["hadKlantcontact"]["uuid"] == kc
+    }
+    return sorted(
+        (d["soortDigitaalAdres"], d["adres"])
+        for d in stub.objects["digitaleadressen"].values()
+        if d["verstrektDoorBetrokkene"]["uuid"] in betrokkenen
+    )
+
+
 def exported(stubs: dict[str, OpenKlantStub]) -> int:
     return sum(len(s.objects["klantcontacten"]) for s in stubs.values())
 
@@ -131,7 +143,11 @@ async def test_two_tenants_export_exactly_once_through_two_kills_and_an_outage(
 
     def done() -> bool:
         for c in contacts:
-            if len(stubs[c.tenant].klantcontacten_of(c.cid)) != 1:
+            found = stubs[c.tenant].klantcontacten_of(c.cid)
+            if len(found) != 1:
+                return False
+            # A klantcontact is made before its digitale adressen: wait for those too.
+            if len(addresses_of(stubs[c.tenant], found[0]["uuid"])) < 2:
                 return False
         for cbid, (c, _) in asked.items():
             tasks = stubs[c.tenant].internetaken_tagged(cbid)
