@@ -91,6 +91,41 @@ async def render_times(session: aiohttp.ClientSession, base: str, runs: int = 10
     return times, rows
 
 
+async def profile_one(base: str) -> None:
+    """Where one render's time goes (server and client share this process): cProfile, by own time."""
+    import cProfile
+    import pstats
+
+    session = await signed_in(base)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    async with session.get(f"{base}/werkplek/?team=burgerzaken") as r:
+        await r.text()
+    profiler.disable()
+    await session.close()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+
+
+async def parts(rt: Runtime) -> None:
+    """The render's parts timed one by one (median of five), without the profiler's overhead."""
+    from router.http.workspace import views
+
+    service, tenant, now = rt.casework, rt.tenants["ommen"], rt.clock.now()
+    assert service is not None
+    laps: dict[str, list[float]] = {"item_heads": [], "work_list_page": [], "items_by_id": []}
+    for _ in range(5):
+        t0 = time.perf_counter()
+        heads = await service.item_heads("ommen", "burgerzaken")
+        t1 = time.perf_counter()
+        listed, shown = views.work_list_page(tenant, "burgerzaken", heads, now)
+        t2 = time.perf_counter()
+        await service.items_by_id("ommen", [p.id_score for p in shown])
+        t3 = time.perf_counter()
+        for name, lap in zip(laps, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+            laps[name].append(lap * 1000)
+    print("  " + ", ".join(f"{k} {statistics.median(v):.0f} ms" for k, v in laps.items()))
+
+
 async def live_latency(rt: Runtime, base: str, clients: int) -> list[float]:
     session = await signed_in(base)
     connector_session = aiohttp.ClientSession(
@@ -169,6 +204,9 @@ async def main(args: argparse.Namespace) -> int:
             f"work list of {rows} items: median {median:.0f} ms, worst {worst:.0f} ms "
             f"(target < 300 ms) {verdict}"
         )
+        if args.profile:
+            await profile_one(base)
+            await parts(rt)
         latencies = await live_latency(rt, base, args.clients)
         worst_live = max(latencies)
         verdict = "ok" if len(latencies) == args.clients and worst_live < 1000 else "OVER TARGET"
@@ -199,6 +237,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.workspace", description=__doc__.split("\n\n")[0])
     p.add_argument("--items", type=int, default=5000)
     p.add_argument("--clients", type=int, default=200)
+    p.add_argument("--profile", action="store_true", help="print where one render's time goes")
     p.add_argument("--real", action="store_true", help="RabbitMQ and Redis on 127.0.0.1 (default: embedded)")
     return p.parse_args(argv)
 

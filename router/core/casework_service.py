@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from router import logs
 from router.core import casework
 from router.core.casework import CaseError, CaseState, Decision, Desk, parse_callback_id
-from router.core.clock import Clock, epoch_ms
-from router.core.deadlines import NO_DEADLINE_SCORE, soonest_open, time_left
+from router.core.clock import Clock
+from router.core.deadlines import soonest_open, time_left
 from router.core.ports import CaseStore, Notifier, Outbound
 from router.core.tenants import Tenant
 from router.core.topology import Names
+from router.core.worklist import ItemHead
 
 log = logs.get("router.casework")
 
@@ -327,8 +327,7 @@ class Casework:
         """Every open item of a team, soonest open deadline first, with only what counting and filtering
         need: a work list of thousands without reading each resident's message. The deadline is the
         item's place in the list (kept equal to its soonest open deadline by every change)."""
-        rows = await self.store.team_item_heads(tenant, team, HEAD_CONTACT_FIELDS, HEAD_CALLBACK_FIELDS)
-        return [item_head(m, score, row, contact_row) for m, score, row, contact_row in rows]
+        return await self.store.team_item_heads(tenant, team)
 
     def _timed(self, tenant: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         calendar = self.tenants[tenant].calendar
@@ -341,49 +340,6 @@ class Casework:
                 item["working_time_left_seconds"] = int(left.total_seconds())
                 item["overdue"] = now > due
         return items
-
-
-# What an item head reads of the hashes (CaseworkService.item_heads).
-HEAD_CONTACT_FIELDS = ["channel", "category", "deadlines", "received_at"]
-HEAD_CALLBACK_FIELDS = ["contact_id", "due", "term", "counted_from", "created_at"]
-
-
-@dataclass(frozen=True)
-class ItemHead:
-    """One item of a work list, lightly: enough to count, filter and page it."""
-
-    id: str
-    score: float
-    kind: str  # 'contact' | 'callback_request'
-    channel: str | None
-    category: str | None
-    due: datetime | None
-    term: str | None
-    counted_from: str | None  # when its term started to run
-
-
-def item_head(member: str, score: float, row: dict[str, str], contact_row: dict[str, str]) -> ItemHead:
-    channel, category = contact_row.get("channel") or None, contact_row.get("category") or None
-    due = None if score >= NO_DEADLINE_SCORE else datetime.fromtimestamp(score / 1000, UTC)
-    if parse_callback_id(member):
-        return ItemHead(
-            member,
-            score,
-            "callback_request",
-            channel,
-            category,
-            due,
-            row.get("term") or None,
-            row.get("counted_from") or row.get("created_at") or None,
-        )
-    term = None
-    if due is not None:
-        # The term of the deadline the item is listed by.
-        for d in json.loads(row.get("deadlines", "[]")):
-            if epoch_ms(datetime.fromisoformat(d["due"])) == int(score):
-                term = d.get("term")
-                break
-    return ItemHead(member, score, "contact", channel, category, due, term, row.get("received_at") or None)
 
 
 def _last_note(contact: dict[str, Any]) -> str | None:

@@ -18,6 +18,7 @@ logged long after the call).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ def score(deadline: OpenDeadline | None) -> int:
     return deadline.score if deadline is not None else NO_DEADLINE_SCORE
 
 
+@functools.lru_cache(maxsize=1024)
 def term_unit(term: str | None) -> TermUnit | None:
     if not term:
         return None

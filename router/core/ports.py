@@ -22,6 +22,7 @@ from router.core.clock import Clock
 from router.core.messages import OutMessage
 from router.core.notices import Notice
 from router.core.retention import RetentionPolicy
+from router.core.worklist import ItemHead
 
 __all__ = [
     "CaseStore",
@@ -220,10 +221,8 @@ class CaseStore(Protocol):
         of the contact it belongs to — the same dict for a contact)."""
         ...
 
-    async def team_item_heads(
-        self, tenant: str, team: str, contact_fields: list[str], callback_fields: list[str]
-    ) -> list[tuple[str, float, dict[str, str], dict[str, str]]]:
-        """The whole work list in order, as `team_items`, with only the fields named of each hash."""
+    async def team_item_heads(self, tenant: str, team: str) -> list[ItemHead]:
+        """The whole work list in order, each item lightly (router/core/worklist.py)."""
         ...
 
     async def items_of(

@@ -21,6 +21,8 @@ from router.core.casework import CaseState, Change, parse_callback_id
 from router.core.clock import epoch_ms
 from router.core.messages import OutMessage
 from router.core.ports import StoreUnavailable
+from router.core.worklist import HEAD_CALLBACK_FIELDS, HEAD_CONTACT_FIELDS, ItemHead, decode_head, item_head
+from router.redis.heads import head_of
 from router.redis.keys import Keys
 
 # KEYS[1] contact hash, KEYS[2] history, KEYS[3] outbox, KEYS[4..] callback hashes (same slot).
@@ -114,11 +116,19 @@ class RedisCaseStore:
                 result = (await pipe.execute())[0]
             if int(result) < 0:
                 return False
+            after = {**state.fields, **change.fields}
+            callbacks = {n: {**state.callbacks.get(n, {}), **cb} for n, cb in change.callbacks.items()}
+            callbacks = {**state.callbacks, **callbacks}
             async with self.r.pipeline(transaction=False) as pipe:
                 for team, member in change.listed_remove:
                     pipe.zrem(self.keys.team_items(state.tenant, team), member)
+                    pipe.hdel(self.keys.team_heads(state.tenant, team), member)
                 for team, member, score in change.listed_add:
                     pipe.zadd(self.keys.team_items(state.tenant, team), {member: score})
+                    if (head := head_of(member, score, after, callbacks)) is not None:
+                        pipe.hset(self.keys.team_heads(state.tenant, team), member, head)
+                    else:
+                        pipe.hdel(self.keys.team_heads(state.tenant, team), member)
                 if change.timers_remove:
                     pipe.zrem(self.keys.timers(), *change.timers_remove)
                 if change.timers_add:
@@ -156,16 +166,31 @@ class RedisCaseStore:
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    async def team_item_heads(
-        self, tenant: str, team: str, contact_fields: list[str], callback_fields: list[str]
-    ) -> list[tuple[str, float, dict[str, str], dict[str, str]]]:
+    async def team_item_heads(self, tenant: str, team: str) -> list[ItemHead]:
+        """From the team's heads (router/redis/heads.py); members without a usable one from their own
+        hashes."""
         try:
-            members: list[tuple[bytes, float]] = await self.r.zrange(  # type: ignore[assignment]
-                self.keys.team_items(tenant, team), 0, -1, withscores=True
-            )
-            return await self._rows(
-                [(m.decode(), score) for m, score in members], contact_fields, callback_fields
-            )
+            async with self.r.pipeline(transaction=False) as pipe:
+                pipe.zrange(self.keys.team_items(tenant, team), 0, -1, withscores=True)
+                pipe.hgetall(self.keys.team_heads(tenant, team))
+                members, heads = await pipe.execute()
+            out: list[ItemHead | None] = []
+            missing: list[tuple[int, str, float]] = []
+            for raw_member, score in members:
+                member = raw_member.decode()
+                raw = heads.get(raw_member)
+                head = decode_head(member, score, raw) if raw is not None else None
+                if head is None:
+                    missing.append((len(out), member, score))
+                out.append(head)
+            if missing:
+                rows = await self._rows(
+                    [(m, score) for _, m, score in missing], HEAD_CONTACT_FIELDS, HEAD_CALLBACK_FIELDS
+                )
+                read = {m: item_head(m, score, row, contact) for m, score, row, contact in rows}
+                for i, member, _score in missing:
+                    out[i] = read.get(member)
+            return [h for h in out if h is not None]
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 

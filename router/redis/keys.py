@@ -54,6 +54,10 @@ class Keys:
         """Sorted set of open contact ids of a team, scored by the soonest deadline (epoch ms)."""
         return f"{self.prefix}team:{{{tenant}}}:{team}:open"
 
+    def team_heads(self, tenant: str, team: str) -> str:
+        """Hash: member of the team's list -> its head (router/redis/heads.py), no personal data."""
+        return f"{self.prefix}team:{{{tenant}}}:{team}:heads"
+
     def callback(self, cid: str, n: int) -> str:
         """Hash: one callback request of a contact (same slot as the contact)."""
         return f"{self.prefix}contact:{{{cid}}}:callback:{n}"

@@ -160,6 +160,7 @@ class RedisPersonalData:
             teams = set(self.teams.get(tenant, [])) | ({fields["team"]} if fields.get("team") else set())
             for team in sorted(teams):
                 zsets[k.team_items(tenant, team)] = [cid, *callbacks]
+        heads = {k.team_heads(tenant, team): [cid, *callbacks] for team in sorted(teams)} if tenant else {}
         return Plan(
             cid=cid,
             own=[
@@ -172,7 +173,7 @@ class RedisPersonalData:
             owners=[cid, *([fields["merged_into"]] if fields.get("merged_into") else [])],
             zsets=zsets,
             sets={key: [cid] for key in sorted(sets)},
-            hash_fields={k.timer_claim_dues(): timers},
+            hash_fields={k.timer_claim_dues(): timers, **heads},
             replies=sorted(f.removeprefix("reply:") for f in fields if f.startswith("reply:")),
         )
 

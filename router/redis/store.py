@@ -17,6 +17,7 @@ from router.core.clock import epoch_ms
 from router.core.erasure import identities_of_json
 from router.core.messages import dumps
 from router.core.ports import ClaimStatus, ContactRecord, Staged, StoreUnavailable
+from router.redis.heads import head_of
 from router.redis.keys import Keys
 
 # Field of a contact's hash: the names of the keys written for the contact outside its own hash slot
@@ -180,14 +181,16 @@ class RedisStore:
             # One ZADD per team list and one for all timers of the batch, not one per contact: every
             # command costs a reply to parse, and a later score for the same member wins either way.
             lists: dict[str, dict[str, int]] = {}
+            heads: dict[str, dict[str, str]] = {}  # the lists' heads (router/redis/heads.py)
             timers: dict[str, int] = {}
             for item in items:
+                listed = list(item.listed)
                 if item.team_score_ms is not None:
-                    lists.setdefault(self.keys.team_items(item.tenant, item.team), {})[item.cid] = (
-                        item.team_score_ms
-                    )
-                for team, member, score in item.listed:
+                    listed.append((item.team, item.cid, item.team_score_ms))
+                for team, member, score in listed:
                     lists.setdefault(self.keys.team_items(item.tenant, team), {})[member] = score
+                    if (head := head_of(member, score, item.fields, item.callbacks)) is not None:
+                        heads.setdefault(self.keys.team_heads(item.tenant, team), {})[member] = head
                 reference = self.keys.reference(item.reference)
                 pipe.set(reference, item.cid)
                 threads = [self.keys.thread(item.tenant, message_id) for message_id in item.thread_ids]
@@ -203,6 +206,8 @@ class RedisStore:
                     pipe.zadd(self.keys.team_items(j.tenant, j.team), {j.target: j.score_ms}, nx=True)
             for key, members in lists.items():
                 pipe.zadd(key, members)
+            for key, entries in heads.items():
+                pipe.hset(key, mapping=entries)
             if timers:
                 pipe.zadd(self.keys.timers(), timers)
             pipe.zadd(self.keys.routing_pending(), {item.cid: now_ms for item in items})

@@ -11,9 +11,9 @@ from typing import Any
 
 from router.core.calendar.terms import Term
 from router.core.casework import SYNCHRONOUS_CHANNELS, CaseState
-from router.core.casework_service import ItemHead
 from router.core.deadlines import time_left
 from router.core.tenants import Tenant
+from router.core.worklist import ItemHead
 from router.http.workspace import texts
 
 # Under this share of the term left an item is at risk (the colour "bijna te laat").
