@@ -117,7 +117,7 @@ async def parts(rt: Runtime) -> None:
         t0 = time.perf_counter()
         heads = await service.item_heads("ommen", "burgerzaken")
         t1 = time.perf_counter()
-        listed, shown = views.work_list_page(tenant, "burgerzaken", heads, now)
+        _listed, shown = views.work_list_page(tenant, "burgerzaken", heads, now)
         t2 = time.perf_counter()
         await service.items_by_id("ommen", [p.id_score for p in shown])
         t3 = time.perf_counter()

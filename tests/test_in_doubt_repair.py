@@ -106,3 +106,48 @@ async def test_a_dead_routers_claims_are_settled_by_the_next_router(
         await second.close()
         with contextlib.suppress(Exception):
             await first.close()
+
+
+async def test_a_batch_given_up_while_staging_leaves_no_claim_behind(
+    settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any
+) -> None:
+    """The connection goes while the store is down mid-staging (claims taken, the index not written):
+    the batch is given up unpublished, its inputs return to the queue, and the router releases the claims
+    its given-up attempt took, which no attempt of another router would settle (the router is alive)."""
+    from router.core.ports import StoreUnavailable
+
+    settings = settings.model_copy(update={"claim_lease_ms": 1000, "router_batch_size": 100})
+    keys = Keys(settings.namespace)
+    rt = await build(settings, with_router=True, embedded="never")
+    assert isinstance(rt.router, AmqpRouter)
+    store = rt.router.core.store
+    index = store.index
+    failing = asyncio.Event()
+
+    async def down(*_: Any) -> None:  # Redis gone after the claims, before the index
+        failing.set()
+        raise StoreUnavailable("injected")
+
+    store.index = down  # type: ignore[method-assign]
+    await start(rt)
+    try:
+        for _ in range(200):
+            if rt.router.ready:
+                break
+            await asyncio.sleep(0.05)
+        cids = await publish(amqp, rt.names, N)
+        await asyncio.wait_for(failing.wait(), 20)
+        attached = rt.router._attached
+        assert attached is not None
+        await attached.connection.close()  # the connection goes while the batch waits for the store
+        await asyncio.sleep(0.3)
+        store.index = index  # type: ignore[method-assign]
+        for _ in range(120):
+            if set((await statuses(redis_client, keys, cids)).values()) == {"routed"}:
+                break
+            await asyncio.sleep(0.25)
+        assert set((await statuses(redis_client, keys, cids)).values()) == {"routed"}
+        items = await drain(amqp, rt.names.team_queue("ommen", "burgerzaken"), settle=0.3)
+        assert collections.Counter(m.message_id for m in items) == collections.Counter(cids)
+    finally:
+        await rt.close()

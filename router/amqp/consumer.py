@@ -206,6 +206,10 @@ class AmqpRouter:
         self._in_doubt: list[tuple[str, BatchResult]] = []
         # Batches staged (claimed) that the broker did not commit: their claims are to be given up.
         self._to_release: list[BatchResult] = []
+        # Tokens of batches whose staging was given up half-way (the connection went while the store was
+        # down): which claims they took is not known, and no attempt of theirs was published, so the
+        # repair releases whatever claim still holds one of them (AmqpRouter.reconcile).
+        self._abandoned: set[str] = set()
         self.router_id = uuid.uuid4().hex[:12]
         self.marker_queue = marker_queue(names, self.router_id)
         self._batches = 0
@@ -414,10 +418,17 @@ class AmqpRouter:
         Returns the number of contacts settled."""
         assert self.repair is not None
         by_router: dict[str, list[tuple[str, str]]] = {}
+        abandoned: list[tuple[str, str]] = []
         for cid, token in await self.repair.lapsed_claims(self.lease_ms):
             router_id, dot, _ = token.rpartition(".")
-            if dot and router_id != self.router_id:
+            if token in self._abandoned:
+                abandoned.append((cid, token))
+            elif dot and router_id != self.router_id:
                 by_router.setdefault(router_id, []).append((cid, token))
+        if abandoned:
+            # Our own, never published: their inputs are back in the queue and wait for these claims.
+            await self.repair.release(abandoned)
+            log.info("abandoned_claims_released", size=len(abandoned))
         if not by_router:
             return 0
         alive = await self.repair.alive(sorted(by_router))
@@ -556,8 +567,10 @@ class AmqpRouter:
                 log.warning("store_unavailable_batch_held", size=len(batch))
                 await asyncio.sleep(0.5)
                 if lost.is_set():
+                    self._abandoned.add(token)
                     raise ConnectionError("channel closed while the store was down") from exc
                 if self._stop.is_set():
+                    self._abandoned.add(token)
                     log.info("stopping_with_store_down", requeued=len(batch))
                     return None
 
