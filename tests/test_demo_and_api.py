@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -37,6 +38,12 @@ def test_demo_in_embedded_mode_says_so_and_routes_every_sample() -> None:
     lines = [line for line in res.stdout.splitlines() if "->" in line]
     assert len(lines) == 7 and not any("NOT ROUTED" in line for line in lines)
     assert any("team.ommen.burgerzaken" in line and "rule reisdocumenten" in line for line in lines)
+    # A newcomer can open the residents' side too: the first sample's status page.
+    assert re.search(
+        r"sees of their question: http://127\.0\.0\.1:\d+/status/[A-Z]{3}-[A-Z0-9-]+\?t=\S{22}$",
+        res.stdout,
+        re.MULTILINE,
+    ), res.stdout
 
 
 def test_demo_against_real_servers(servers: None, namespace: str) -> None:

@@ -26,6 +26,7 @@ from router.service import (
     install_signal_handlers,
     run_http,
     start,
+    status_links,
     workspace_refusal,
 )
 from router.settings import Settings
@@ -61,6 +62,9 @@ async def run_demo(runtime: Runtime, out: object = sys.stdout) -> bool:
             f"{label} -> team.{f['tenant']}.{f['team']}  (rule {f['rule']}, {history.get('rule_at', '?')})",
             file=out,
         )  # type: ignore[call-overload]
+    if contacts:
+        link = status_links(runtime.settings)(contacts[0])
+        print(f"What the first resident sees of their question: {link}", file=out)  # type: ignore[call-overload]
     return not pending
 
 
