@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlencode, urlparse
 
 import aiohttp
+import aiohttp_jinja2
 from aiohttp import web
 from authlib.common.security import generate_token
 from authlib.oauth2.auth import ClientAuth
@@ -216,28 +217,36 @@ def _secure(request: web.Request) -> bool:
 # -- the pages -----------------------------------------------------------------------------------------
 
 
-def _refusal(status: int, title: str, text: str) -> web.Response:
-    """A plain page: B1 Dutch, what happened and what to do, a way back to the sign-in."""
-    body = (
-        '<!doctype html>\n<html lang="nl">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(title)} – Werkplek</title>\n</head>\n<body>\n<main>\n"
-        f"<h1>{html.escape(title)}</h1>\n<p>{html.escape(text)}</p>\n"
-        '<p><a href="/werkplek/aanmelden">Terug naar aanmelden</a></p>\n</main>\n</body>\n</html>\n'
-    )
-    return web.Response(status=status, text=body, content_type="text/html", headers=_PRIVATE)
+def _refusal(request: web.Request, status: int, title: str, text: str) -> web.Response:
+    """A page in the workspace's layout: B1 Dutch, what happened and what to do, a way back to the
+    sign-in. Plain HTML where the app has no templates (an app with the OpenID routes alone)."""
+    try:
+        aiohttp_jinja2.get_env(request.app)
+    except RuntimeError:
+        body = (
+            '<!doctype html>\n<html lang="nl">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{html.escape(title)} – Werkplek</title>\n</head>\n<body>\n<main>\n"
+            f"<h1>{html.escape(title)}</h1>\n<p>{html.escape(text)}</p>\n"
+            '<p><a href="/werkplek/aanmelden">Terug naar aanmelden</a></p>\n</main>\n</body>\n</html>\n'
+        )
+        return web.Response(status=status, text=body, content_type="text/html", headers=_PRIVATE)
+    values = {"agent": None, "tenant_name": None, "prefix": "/werkplek", "title": title, "message": text}
+    response = aiohttp_jinja2.render_template("aanmelden_fout.html", request, values, status=status)
+    response.headers.update(_PRIVATE)
+    return response
 
 
-def _refused(provider: Provider, refusal: SignInRefused) -> web.Response:
+def _refused(request: web.Request, provider: Provider, refusal: SignInRefused) -> web.Response:
     log.warning("oidc_sign_in_refused", tenant=provider.tenant, reason=refusal.reason)
-    resp = _refusal(refusal.status, "Aanmelden is niet gelukt", refusal.text)
+    resp = _refusal(request, refusal.status, "Aanmelden is niet gelukt", refusal.text)
     resp.del_cookie(FLOW_COOKIE, path=_flow_path(provider.tenant))
     return resp
 
 
-def _unavailable(provider: Provider, exc: ProviderUnavailable) -> web.Response:
+def _unavailable(request: web.Request, provider: Provider, exc: ProviderUnavailable) -> web.Response:
     log.warning("oidc_provider_unavailable", tenant=provider.tenant, reason=str(exc))
     return _refusal(
+        request,
         503,
         "Aanmelden kan nu niet",
         f"De aanmeldpagina van {provider.name} is nu niet bereikbaar. Probeer het over een paar minuten "
@@ -249,9 +258,12 @@ def _redirect(location: str) -> web.Response:
     return web.Response(status=302, headers={"Location": location, **_PRIVATE})
 
 
-def _no_provider() -> web.Response:
+def _no_provider(request: web.Request) -> web.Response:
     return _refusal(
-        404, "Aanmelden kan hier niet", "Voor deze gemeente kunt u zich op deze werkplek niet aanmelden."
+        request,
+        404,
+        "Aanmelden kan hier niet",
+        "Voor deze gemeente kunt u zich op deze werkplek niet aanmelden.",
     )
 
 
@@ -271,12 +283,12 @@ class _Handlers:
     async def start(self, request: web.Request) -> web.StreamResponse:
         provider = self.providers.get(request.match_info["tenant"])
         if provider is None:
-            return _no_provider()
+            return _no_provider(request)
         try:
             async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http:
                 metadata = await provider.metadata(http)
         except ProviderUnavailable as exc:
-            return _unavailable(provider, exc)
+            return _unavailable(request, provider, exc)
         state, nonce, verifier = generate_token(32), generate_token(32), generate_token(64)
         redirect_uri = provider.redirect_uri(request)
         query = {
@@ -299,13 +311,13 @@ class _Handlers:
     async def callback(self, request: web.Request) -> web.StreamResponse:
         provider = self.providers.get(request.match_info["tenant"])
         if provider is None:
-            return _no_provider()
+            return _no_provider(request)
         try:
             agent = await self._sign_in(request, provider)
         except SignInRefused as refusal:
-            return _refused(provider, refusal)
+            return _refused(request, provider, refusal)
         except ProviderUnavailable as exc:
-            return _unavailable(provider, exc)
+            return _unavailable(request, provider, exc)
         response = _redirect("/werkplek/")
         response.del_cookie(FLOW_COOKIE, path=_flow_path(provider.tenant))
         session.sign_in(request, response, agent)
