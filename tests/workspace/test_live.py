@@ -57,3 +57,49 @@ async def test_the_stream_needs_a_session(ws: Workspace) -> None:
     b = await ws.browser()
     async with b.session.get(ws.base + "/werkplek/live", allow_redirects=False) as r:
         assert r.status == 303 and r.headers["Location"] == "/werkplek/aanmelden"
+
+
+async def test_a_page_that_reconnects_gets_what_it_missed_first(ws: Workspace) -> None:
+    """EventSource sends the last id it had (Last-Event-ID); the events since come before the live ones,
+    of the agent's own teams only."""
+    agent = await ws.browser("demo-ommen-burgerzaken")
+    (first, _), _ = await asyncio.gather(next_event(agent, 5), publish_after(ws, "Mijn paspoort is verlopen"))
+    assert first is not None
+    # Offline: two items for the team, one for another team (three residents: none joins another).
+    missed = [
+        await publish_routed(ws, "Paspoort kwijt", 1),
+        await publish_routed(ws, "Rijbewijs verlopen", 2),
+    ]
+    await publish_routed(ws, "Vraag over mijn aanslag", 3)  # belastingen
+    await asyncio.sleep(0.3)
+    frames = await frames_after(agent, str(first["event_id"]), within=1.0)
+    assert [f["contact_id"] for f in frames] == missed
+
+
+async def publish_after(ws: Workspace, body: str) -> None:
+    await asyncio.sleep(0.3)  # the stream is open
+    await ws.rt.publisher.publish(ws.h.contact("ommen", "phone", body))
+
+
+async def publish_routed(ws: Workspace, body: str, resident: int) -> str:
+    return await ws.contact("ommen", "phone", body, phone=f"+3161234500{resident}")
+
+
+async def frames_after(browser: Browser, last_id: str, within: float) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    headers = {"Last-Event-ID": last_id}
+    async with browser.session.get(browser.base + "/werkplek/live", headers=headers) as r:
+        deadline = time.monotonic() + within
+        buffer = ""
+        while time.monotonic() < deadline:
+            try:
+                chunk = await asyncio.wait_for(r.content.readany(), deadline - time.monotonic())
+            except TimeoutError:
+                break
+            buffer += chunk.decode()
+            while "\n\n" in buffer:
+                frame, buffer = buffer.split("\n\n", 1)
+                lines = dict(line.split(": ", 1) for line in frame.splitlines() if ": " in line)
+                if lines.get("event") == "werk":
+                    out.append(json.loads(lines["data"]))
+    return out

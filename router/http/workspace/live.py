@@ -4,12 +4,15 @@ One `LiveHub` per process takes every event of the process's tenants (the servic
 exclusive auto-delete queue on RabbitMQ, the embedded broker's record otherwise) and hands each to the
 pages open for that tenant whose agent works in the event's team. What goes to the browser is ids and
 codes only ("this list changed"); the page then fetches its list again. A browser that lost the
-connection reconnects by itself (EventSource, after `retry`) and fetches its list once it is back.
+connection reconnects by itself (EventSource, after `retry`), sending the id of the last event it had
+(`Last-Event-ID`): what the hub delivered since, of the last REPLAY events, comes first, then the live
+ones; the page fetches its list once it is back as well.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import time
@@ -45,6 +48,8 @@ RETRY_MS = 2000
 KEEPALIVE_SECONDS = 15.0
 # A page that does not keep up (its connection stalls) is dropped; its browser reconnects.
 QUEUE_LIMIT = 256
+# Recent events kept for pages that reconnect (Last-Event-ID).
+REPLAY = 1000
 
 
 @dataclass(eq=False)
@@ -64,6 +69,19 @@ class LiveHub:
     def __init__(self) -> None:
         self.listeners: set[Listener] = set()
         self.delivered = 0
+        # (the event as published, what pages get of it), oldest first.
+        self.recent: collections.deque[tuple[dict[str, Any], dict[str, Any]]] = collections.deque(
+            maxlen=REPLAY
+        )
+
+    def since(self, event_id: str, agent: SignedInAgent) -> list[dict[str, Any]]:
+        """What the agent's pages got after `event_id`; nothing when that id is no longer kept."""
+        ids = [out.get("event_id") for _, out in self.recent]
+        if event_id not in ids:
+            return []
+        probe = Listener(agent)
+        after = list(self.recent)[ids.index(event_id) + 1 :]
+        return [out for event, out in after if probe.wants(event)]
 
     def deliver(self, body: bytes | str | dict[str, Any]) -> None:
         """One event as published on `events` (its JSON), to every page that shows it."""
@@ -78,6 +96,7 @@ class LiveHub:
             k: event.get(k)
             for k in ("event", "event_id", "tenant", "team", "from_team", "contact_id", "callback_id")
         }
+        self.recent.append((event, out))
         for listener in list(self.listeners):
             if listener.dropped or not listener.wants(event):
                 continue
@@ -118,6 +137,9 @@ async def stream(request: web.Request, agent: SignedInAgent) -> web.StreamRespon
     await response.prepare(request)
     with hub.listen(agent) as listener:
         await response.write(f"retry: {RETRY_MS}\n: verbonden\n\n".encode())
+        if last := request.headers.get("Last-Event-ID"):
+            for event in hub.since(last, agent):
+                await response.write(_frame(event))
         while not listener.dropped and agent.expires_at.timestamp() > time.time():
             try:
                 event = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_SECONDS)
