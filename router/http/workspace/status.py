@@ -31,7 +31,7 @@ NOT_FOUND = (
     "de gemeente en noem uw referentienummer."
 )
 TOO_MANY = "U heeft deze pagina te vaak opgevraagd. Probeer het over een paar minuten opnieuw."
-UNAVAILABLE = "Deze pagina werkt nu even niet. Probeer het later opnieuw."
+UNAVAILABLE = "Probeer het over een paar minuten opnieuw."
 # The longest reference a tenant can have, with room: anything longer is no reference.
 MAX_REFERENCE = 40
 _HEADERS = {
@@ -63,7 +63,12 @@ def _answer(request: web.Request, status: int, template: str, values: dict[str, 
 
 
 def _not_found(request: web.Request) -> web.Response:
-    return _answer(request, 404, "status_onbekend.html", {"message": NOT_FOUND})
+    return _answer(
+        request,
+        404,
+        "status_onbekend.html",
+        {"heading": "Wij kunnen deze vraag niet vinden", "message": NOT_FOUND},
+    )
 
 
 def _client(request: web.Request) -> str:
@@ -80,7 +85,8 @@ async def status_page(request: web.Request) -> web.StreamResponse:
             log.warning("status_rate_limiter_failed", error=type(exc).__name__)
         else:
             if not verdict.allowed:
-                response = _answer(request, 429, "status_onbekend.html", {"message": TOO_MANY})
+                values = {"heading": "Even geduld", "message": TOO_MANY}
+                response = _answer(request, 429, "status_onbekend.html", values)
                 response.headers["Retry-After"] = str(verdict.retry_after)
                 return response
     reference = request.match_info["reference"].strip().upper()
@@ -102,7 +108,8 @@ async def status_page(request: web.Request) -> web.StreamResponse:
                 reference = str(json.loads(state.fields["contact"]).get("reference") or reference)
         history = await casework.history(cid)
     except StoreUnavailable:
-        return _answer(request, 503, "status_onbekend.html", {"message": UNAVAILABLE})
+        values = {"heading": "Deze pagina werkt nu even niet", "message": UNAVAILABLE}
+        return _answer(request, 503, "status_onbekend.html", values)
     tenant = ctx.tenants[state.tenant]
     zone = tenant.loaded.rules.calendar.timezone
     departments = {t.id: t.name for t in tenant.loaded.rules.teams}
