@@ -377,6 +377,39 @@ class RedisStore:
             out.append(info if info["tenant"] == tenant and info["committed"] == "1" else None)
         return out
 
+    async def resident_contacts(
+        self, queries: list[tuple[str, list[tuple[str, str]]]], fields: tuple[str, ...], per_key: int
+    ) -> list[list[tuple[str, dict[str, str]]]]:
+        if not any(ids for _, ids in queries):
+            return [[] for _ in queries]
+        try:
+            # SRANDMEMBER with a positive count: the whole set when it is small (a resident's own), a
+            # bounded sample of a shared address's; either way one reply per key, however large the set.
+            async with self.r.pipeline(transaction=False) as pipe:
+                for tenant, ids in queries:
+                    for kind, value in ids:
+                        pipe.srandmember(self.keys.resident(tenant, kind, value), per_key)
+                found = iter(await pipe.execute())
+            members: list[list[str]] = []
+            for _, ids in queries:
+                seen: dict[str, None] = {}
+                for _ in ids:
+                    seen.update((m.decode(), None) for m in next(found))
+                members.append(list(seen))
+            unique = list(dict.fromkeys(cid for ms in members for cid in ms))
+            rows: dict[str, dict[str, str]] = {}
+            if unique:
+                async with self.r.pipeline(transaction=False) as pipe:
+                    for cid in unique:
+                        pipe.hmget(self.keys.contact(cid), list(fields))
+                    raw = await pipe.execute()
+                for cid, values in zip(unique, raw, strict=True):
+                    if any(values):
+                        rows[cid] = {f: v.decode() for f, v in zip(fields, values, strict=True) if v}
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return [[(cid, rows[cid]) for cid in ms if cid in rows] for ms in members]
+
     async def get(self, cid: str) -> ContactRecord | None:
         try:
             async with self.r.pipeline(transaction=False) as pipe:
