@@ -90,6 +90,16 @@ end
 return 1
 """
 
+# KEYS: resident index sets of one tenant (one hash slot, {<tenant>}). ARGV[1]: at most this many ids per
+# key. The members of each key, in one reply for all of them: a batch asks once per tenant, not once per
+# key. SRANDMEMBER with a positive count: the whole set when it is small (one resident's own), a bounded
+# sample of a large one (an address many share).
+RESIDENT_MEMBERS = """
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('SRANDMEMBER', KEYS[i], tonumber(ARGV[1])) end
+return out
+"""
+
 _ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 # Member of a router's committed-batches set that says the set is complete.
 _RESOLVED = "*resolved*"
@@ -111,6 +121,7 @@ class RedisStore:
         self._commit = self.r.register_script(COMMIT)
         self._join = self.r.register_script(JOIN)
         self._release = self.r.register_script(RELEASE)
+        self._resident_members = self.r.register_script(RESIDENT_MEMBERS)
 
     async def close(self) -> None:
         await self.r.aclose()
@@ -134,7 +145,7 @@ class RedisStore:
                 except NoScriptError:
                     if attempt == 2:
                         raise
-            for script in (CLAIM_AND_STAGE, COMMIT, JOIN, RELEASE):
+            for script in (CLAIM_AND_STAGE, COMMIT, JOIN, RELEASE, RESIDENT_MEMBERS):
                 await self.r.script_load(script)
         raise AssertionError("unreachable")
 
@@ -382,19 +393,22 @@ class RedisStore:
     ) -> list[list[tuple[str, dict[str, str]]]]:
         if not any(ids for _, ids in queries):
             return [[] for _ in queries]
+        # The keys of every query, per tenant (one script call each: one slot), in order.
+        by_tenant: dict[str, list[str]] = {}
+        for tenant, ids in queries:
+            by_tenant.setdefault(tenant, []).extend(self.keys.resident(tenant, k, v) for k, v in ids)
+
+        def fill(pipe: Any) -> None:
+            for tenant_keys in by_tenant.values():
+                pipe.evalsha(self._resident_members.sha, len(tenant_keys), *tenant_keys, per_key)
+
         try:
-            # SRANDMEMBER with a positive count: the whole set when it is small (a resident's own), a
-            # bounded sample of a shared address's; either way one reply per key, however large the set.
-            async with self.r.pipeline(transaction=False) as pipe:
-                for tenant, ids in queries:
-                    for kind, value in ids:
-                        pipe.srandmember(self.keys.resident(tenant, kind, value), per_key)
-                found = iter(await pipe.execute())
+            replies = {t: iter(r) for t, r in zip(by_tenant, await self._execute(fill), strict=True)}
             members: list[list[str]] = []
-            for _, ids in queries:
+            for tenant, ids in queries:
                 seen: dict[str, None] = {}
                 for _ in ids:
-                    seen.update((m.decode(), None) for m in next(found))
+                    seen.update((m.decode(), None) for m in next(replies[tenant]))
                 members.append(list(seen))
             unique = list(dict.fromkeys(cid for ms in members for cid in ms))
             rows: dict[str, dict[str, str]] = {}
