@@ -61,14 +61,15 @@ async def send(h: Harness, c: Contact) -> str:
 
 
 def mail(h: Harness, body: str, tenant: str = "ommen", **kw: Any) -> Contact:
-    """A mail whose sender record has the address and the number (a mail bridge that knows both)."""
-    return contact(h, tenant, "mail", body, subject="Vraag", email=EMAIL, phone=PHONE, **kw)
+    """A mail as the mail adapter writes it: the sender's address (as they typed it)."""
+    return contact(h, tenant, "mail", body, subject="Vraag", email=EMAIL, **kw)
 
 
 def phone_note(h: Harness, body: str, outcome: str = "answered", **meta: str) -> Contact:
-    """A KCC phone note as the phone adapter writes it: the caller's number, the outcome, the agent."""
+    """A KCC phone note as the phone adapter writes it: the caller's number and the address they gave
+    on the line, the outcome, the agent."""
     metadata = {"phone.outcome": outcome, "phone.agent": "kcc-1", **meta}
-    return contact(h, "ommen", "phone", body, phone="06-87654321", metadata=metadata)
+    return contact(h, "ommen", "phone", body, email=EMAIL.lower(), phone=PHONE, metadata=metadata)
 
 
 async def open_items(h: Harness, team: str) -> list[str]:
