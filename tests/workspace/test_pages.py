@@ -11,6 +11,7 @@ import pytest
 from yarl import URL
 
 from router.http.workspace import views
+from tests.harness import PHONE
 from tests.workspace.conftest import Workspace
 
 BZ = "demo-ommen-burgerzaken"
@@ -181,7 +182,7 @@ async def test_a_post_without_the_sessions_csrf_token_changes_nothing(ws: Worksp
 
 
 async def test_take_transfer_callback_attempt_close_as_the_signed_in_agent(ws: Workspace) -> None:
-    cid = await ws.contact("ommen", "phone", "Mijn paspoort is verlopen")
+    cid = await ws.contact("ommen", "phone", "Mijn paspoort is verlopen", phone=PHONE)
     bz = await ws.browser(BZ)
     _, page = await bz.get(f"/werkplek/contact/{cid}")
     assert "dit is de laatste overdracht die mag" in page  # ommen allows one transfer
