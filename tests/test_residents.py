@@ -7,6 +7,9 @@ Each behaviour test runs on the embedded backend and on the real RabbitMQ and Re
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -20,7 +23,7 @@ from router.core.clock import ManualClock
 from router.core.contact import Contact
 from router.settings import Settings
 from tests.backends import open_harness
-from tests.conftest import RULES
+from tests.conftest import ROOT, RULES
 from tests.harness import ALL_KEY, OMMEN_KEY, Harness, wait_committed
 
 EMAIL = "Jan.Jansen@Inwoner.example"
@@ -255,3 +258,23 @@ async def test_a_tenant_can_turn_the_link_off(unlinked: Harness) -> None:
     resp = await unlinked.client.get(f"/v1/contacts/{first}/related", headers=ALL_KEY)
     body = await resp.json()
     assert body["months"] == 3 and [r["id"] for r in body["related"]] == [note]
+
+
+def test_the_linking_bench_runs_and_cleans_up(servers: None) -> None:
+    """`python -m bench.resident_linking` end to end at a small size: its figures are printed (no timing
+    asserted: they are for people, docs/performance.md) and its keys are gone afterwards."""
+    args = ["--seeded", "400", "--n", "100", "--batch", "50", "--repeats", "1"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.resident_linking", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "linking off:" in out and "linking on:" in out and "added by linking:" in out
+    joined = re.search(r"same category: (\d+) of 100 contacts joined", out)
+    assert joined is not None and int(joined.group(1)) >= 50  # the seeded residents' half
+    removed = re.search(r"removed ([\d,]+) keys", out)
+    assert removed is not None and int(removed.group(1).replace(",", "")) > 400
