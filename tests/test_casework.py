@@ -15,13 +15,13 @@ import pytest
 
 from router.redis.keys import Keys
 from router.redis.scheduler import CLAIM, Scheduler
-from tests.harness import ALL_KEY, AMS, OMMEN_KEY, Harness
+from tests.harness import ALL_KEY, AMS, OMMEN_KEY, PHONE, Harness
 
 
 async def test_ommen_second_transfer_is_refused_with_a_callback_due_in_three_workdays(
     backend: Harness,
 ) -> None:
-    cid = await backend.route("ommen", "phone", "Vraag over mijn aanslag")  # classified: belastingen
+    cid = await backend.route("ommen", "phone", "Vraag over mijn aanslag", phone=PHONE)  # belastingen
     assert (await backend.get(cid))["team"] == "belastingen"
     status, body = await backend.transfer(cid, "burgerzaken", "belastingen", headers=OMMEN_KEY)
     assert status == 200 and body["transfers"] == 1 and body["team"] == "burgerzaken"

@@ -162,6 +162,18 @@ async def _clean(namespace: str) -> None:
     await client.aclose()
 
 
+def rules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """rules/ with Ommen's same-resident link off: every case sends contacts of the one planted resident
+    on one topic, and each must stand alone to be escalated. Coevorden keeps the link (the case
+    "one resident across channels" exercises it)."""
+    rules = tmp_path_factory.mktemp("rules")
+    for path in RULES.glob("*.yaml"):
+        (rules / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    with (rules / "ommen.yaml").open("a", encoding="utf-8") as f:
+        f.write("\nresidents:\n  link_open_same_category: false\n")
+    return rules
+
+
 @pytest.fixture(scope="module")
 def service(servers: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     namespace = new_namespace()
@@ -173,7 +185,7 @@ def service(servers: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "AMQP_URL": AMQP_URL,
         "REDIS_URL": REDIS_URL,
         "NAMESPACE": namespace,
-        "RULES_DIR": str(RULES),
+        "RULES_DIR": str(rules_dir(tmp_path_factory)),
         "HTTP_HOST": "127.0.0.1",
         "HTTP_PORT": str(http_port),
         "API_KEYS": "integrator:secret-key",
@@ -490,6 +502,24 @@ def mail_id(msg: EmailMessage) -> str:
 async def api_valid(p: Probe) -> Expect:
     answer = await p.request("POST", "/v1/contacts", 202, json=api_contact(), headers=API)
     return Expect(processed=[answer["id"]], escalate=[answer["id"]])
+
+
+async def same_resident(p: Probe) -> Expect:
+    """Issue 19: the planted resident mails Coevorden, then calls about the same topic: the phone note
+    (their address and number, a note full of the values) joins the open mail."""
+    first = await p.request("POST", "/v1/contacts", 202, json=api_contact(tenant="coevorden"), headers=API)
+    await p.wait_committed(first["id"])
+    note = api_contact(
+        tenant="coevorden",
+        channel="phone",
+        subject=f"Paspoort, {NAME}",
+        metadata={"phone.outcome": "answered", "phone.agent": "kcc-1", "phone.note": ALL},
+    )
+    second = await p.request("POST", "/v1/contacts", 202, json=note, headers=API)
+    await p.wait_committed(second["id"])
+    merged = await p.redis.hget(p.svc.keys.contact(second["id"]), "merged_into")
+    assert merged == first["id"].encode()
+    return Expect(processed=[first["id"], second["id"]], escalate=[first["id"]])
 
 
 async def api_invalid_fields(p: Probe) -> Expect:
@@ -876,6 +906,7 @@ class Case:
 
 CASES = [
     Case("POST /v1/contacts: valid", api_valid),
+    Case("one resident across channels: a phone note joins the open mail", same_resident),
     Case("POST /v1/contacts: invalid, the values in fields", api_invalid_fields),
     Case(
         "POST /v1/contacts: invalid, the values in metadata keys and unknown keys", api_invalid_metadata_keys

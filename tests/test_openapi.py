@@ -106,6 +106,7 @@ async def test_one_walk_exercises_every_route(settings: Settings, amqp: Any, red
         cid = (await resp.json())["id"]
         await wait_routed(rt, cid)
         assert (await client.get(f"/v1/contacts/{cid}", headers=KEY)).status == 200
+        assert (await client.get(f"/v1/contacts/{cid}/related", headers=KEY)).status == 200
         assert (await client.get("/v1/tenants/ommen/teams/belastingen/items", headers=KEY)).status == 200
         resp = await client.post(
             f"/v1/contacts/{cid}/transfer",
@@ -394,6 +395,26 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "closeContact 200": strict(
         {"id": {"type": "string", "format": "uuid"}, "status": {"const": "closed"}, "closed_at": _TS}
     ),
+    "getRelatedContacts 200": strict(
+        {
+            "id": {"type": "string", "format": "uuid"},
+            "months": {"type": "integer", "minimum": 1},
+            "related": {
+                "type": "array",
+                "items": strict(
+                    {
+                        "id": {"type": "string", "format": "uuid"},
+                        "reference": {"type": "string"},
+                        "channel": {"type": "string"},
+                        "received_at": _TS,
+                        "status": {"enum": ["routing", "routed", "closed", "merged"]},
+                        "team": _TEAM,
+                        "category": _TEXT_OR_NULL,
+                    }
+                ),
+            },
+        }
+    ),
 }
 
 
@@ -531,6 +552,9 @@ async def test_success_bodies_have_their_shapes(backend: Harness) -> None:
         json={"resolution": "Uitgelegd"},
         headers=ALL_KEY,
     )
+    # The objection came from the same resident (same address and number): listed, newest first.
+    related, _ = await call("getRelatedContacts 200", "GET", f"/v1/contacts/{cid}/related", headers=ALL_KEY)
+    assert [r["id"] for r in related["related"]] == [oid.rsplit("/", 1)[1]]
     closed, headers = await call("getContact 200", "GET", f"/v1/contacts/{cid}", headers=ALL_KEY)
     assert (closed["status"], closed["resolution"]) == ("closed", "Uitgelegd")
     assert set(closed["met"]) == {"acknowledge"}

@@ -20,7 +20,7 @@ from router.redis.keys import Keys
 from router.settings import Settings
 from tests.backends import open_harness
 from tests.conftest import RULES
-from tests.harness import ALL_KEY, Harness
+from tests.harness import ALL_KEY, PHONE, Harness
 
 # Shares "OMM" with ommen: its reference numbers look like Ommen's (reference_for: tenant[:3]).
 TWIN = "ommendorp"
@@ -75,6 +75,7 @@ async def test_phone_note_colleague_unavailable_creates_a_callback(backend: Harn
         "ommen",
         "phone",
         "Vraag over bijstand",
+        phone=PHONE,
         metadata={
             "phone.outcome": "colleague_unavailable",
             "phone.to_team": "sociaal_domein",

@@ -14,7 +14,7 @@ import aio_pika
 from router.redis.keys import Keys
 from router.settings import Settings
 from tests.conftest import ROOT, drain
-from tests.harness import ALL_KEY, Harness
+from tests.harness import ALL_KEY, PHONE, Harness
 
 
 def env_for(settings: Settings) -> dict[str, str]:
@@ -61,7 +61,7 @@ async def test_topology_declare_is_idempotent(
 async def test_lone_scheduler_process_fires_a_due_callback_and_stops_on_sigterm(
     h: Harness, amqp: aio_pika.abc.AbstractConnection, settings: Settings
 ) -> None:
-    cid = await h.route("ommen", "phone", "Vraag over mijn aanslag")
+    cid = await h.route("ommen", "phone", "Vraag over mijn aanslag", phone=PHONE)
     resp = await h.client.post(
         f"/v1/contacts/{cid}/callback-requests", headers=ALL_KEY, json={"reason": "bellen"}
     )

@@ -329,8 +329,9 @@ async def test_erase_by_reference_or_contact_id_takes_only_that_contact(
     first = await send(
         h, contact(h, BERT, "mail", sender=("name", "email"), metadata={"thread.message_id": "<q@x>"})
     )
-    second = await send(h, contact(h, BERT, "webform"))
-    third = await send(h, contact(h, BERT, "phone", sender=("phone",)))
+    # Three questions on three topics: one resident's contacts on one topic would join (issue 19).
+    second = await send(h, contact(h, BERT, "webform", body="Losse stoeptegel"))
+    third = await send(h, contact(h, BERT, "phone", sender=("phone",), body="Vraag over mijn aanslag"))
     ref = reference_for("ommen", first)
     # A reply that names nobody: it goes with the contact it joined.
     reply = await send(
@@ -373,6 +374,41 @@ async def test_erase_by_reference_or_contact_id_takes_only_that_contact(
     assert await asyncio.to_thread(main, ["erase", "--tenant", "ommen", "--email", BERT["email"]]) == 0
     assert second in capsys.readouterr().out
     assert await h.rt.store.get(other) is not None and await h.rt.store.get(second) is None
+
+
+async def test_the_social_handle_index_and_a_same_resident_link_are_erased(
+    h: Harness, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: the resident index by social handle is removed with the contact, and a contact that
+    joined an open one of the same resident goes with it, as a reply does."""
+    keys = Keys(h.rt.settings.namespace)
+    handle = "whatsapp:31644455566"
+
+    def social(body: str) -> Contact:
+        return Contact.model_validate(
+            {
+                "tenant": "ommen",
+                "channel": "social",
+                "received_at": h.clock.now().isoformat(),
+                "source": {"adapter": "social", "native_id": uuid.uuid4().hex},
+                "body": body,
+                "sender": {"name": "Dirk", "handle": handle},
+            }
+        )
+
+    first = await send(h, social("Mijn paspoort is kwijt"))
+    joined = await send(h, social("En mijn paspoort is echt weg"))
+    assert (await h.rt.store.get(joined)).fields["merged_into"] == first  # type: ignore[union-attr]
+    index = keys.resident("ommen", "social", handle)
+    assert handle not in index and await redis_client.smembers(index) == {first.encode(), joined.encode()}
+    recorded = json.loads((await h.rt.store.get(first)).fields[INDEX_KEYS])  # type: ignore[union-attr]
+    assert index in recorded["sets"]
+
+    cli_env(h, monkeypatch)
+    ref = reference_for("ommen", first)
+    assert await asyncio.to_thread(main, ["erase", "--tenant", "ommen", "--reference", ref]) == 0
+    assert await h.rt.store.get(first) is None and await h.rt.store.get(joined) is None
+    assert not await redis_client.exists(index)
 
 
 # -- purge -----------------------------------------------------------------------------------------

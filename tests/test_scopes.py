@@ -110,6 +110,11 @@ async def get_contact(svc: Service, key: dict[str, str]) -> tuple[int, Any]:
     return await _answer(await svc.client.get(f"/v1/contacts/{cid}", headers=key))
 
 
+async def get_related(svc: Service, key: dict[str, str]) -> tuple[int, Any]:
+    cid = await _routed(svc)
+    return await _answer(await svc.client.get(f"/v1/contacts/{cid}/related", headers=key))
+
+
 async def list_items(svc: Service, key: dict[str, str]) -> tuple[int, Any]:
     await _routed(svc)
     return await _answer(await svc.client.get("/v1/tenants/ommen/teams/belastingen/items", headers=key))
@@ -186,6 +191,7 @@ async def counter_visit(svc: Service, key: dict[str, str]) -> tuple[int, Any]:
 ROUTES: dict[tuple[str, str], tuple[str, int, Call]] = {
     ("POST", "/v1/contacts"): ("submit", 202, submit_contact),
     ("GET", "/v1/contacts/{id}"): ("read", 200, get_contact),
+    ("GET", "/v1/contacts/{id}/related"): ("read", 200, get_related),
     ("GET", "/v1/tenants/{tenant}/teams/{team}/items"): ("read", 200, list_items),
     ("POST", "/v1/contacts/{id}/transfer"): ("agent", 200, transfer),
     ("POST", "/v1/contacts/{id}/callback-requests"): ("agent", 201, callback_request),

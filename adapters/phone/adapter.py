@@ -23,6 +23,7 @@ from aiohttp import web
 from pydantic import (
     BaseModel,
     ConfigDict,
+    EmailStr,
     Field,
     StringConstraints,
     ValidationError,
@@ -84,6 +85,11 @@ class PhoneNote(BaseModel):
     phone: Annotated[str, Field(json_schema_extra={"format": "phone"})] | None = Field(
         default=None, description="Any notation (06-12 34 56 78); stored in E.164"
     )
+    email: EmailStr | None = Field(
+        default=None,
+        description="The caller's e-mail address, when they give it: the note then joins an open contact "
+        "of theirs on the same topic, such as the mail they sent before (one resident across channels)",
+    )
     to_team: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")] | None = Field(
         default=None, description="One of the tenant's teams"
     )
@@ -134,7 +140,8 @@ class PhoneNotesAdapter(ChannelAdapter):
             metadata["phone.to_team"] = note.to_team
         if note.called_at is not None:
             metadata["phone.logged_at"] = inbound.received_at.isoformat()
-        sender = Sender(name=note.caller_name, phone=note.phone) if note.caller_name or note.phone else None
+        known = note.caller_name or note.phone or note.email
+        sender = Sender(name=note.caller_name, phone=note.phone, email=note.email) if known else None
         return [
             Contact(
                 tenant=inbound.tenant,

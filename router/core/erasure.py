@@ -54,17 +54,27 @@ def normalise_phone(number: str, region: str = "NL") -> str:
     return re.sub(r"[\s\-().]", "", raw)
 
 
+def normalise_handle(handle: str) -> str:
+    """A social handle as the social adapter writes it, '<platform>:<sender id>' (the platform keeps one
+    platform's id from finding another's): trimmed, the platform lower-cased."""
+    platform, sep, account = handle.strip().partition(":")
+    return f"{platform.lower()}{sep}{account.strip()}" if sep else handle.strip()
+
+
 def identities(contact: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(kind, normalised value) of the resident's address and number in a contact's JSON form."""
+    """(kind, normalised value) of the resident's address, number and social handle in a contact's JSON
+    form: 'email', 'phone', 'social'. Never a BSN or a name."""
     sender = contact.get("sender")
     if not isinstance(sender, dict):
         return []
     out = []
-    email, phone = sender.get("email"), sender.get("phone")
+    email, phone, handle = sender.get("email"), sender.get("phone"), sender.get("handle")
     if isinstance(email, str) and email.strip():
         out.append(("email", normalise_email(email)))
     if isinstance(phone, str) and phone.strip():
         out.append(("phone", normalise_phone(phone)))
+    if isinstance(handle, str) and handle.strip():
+        out.append(("social", normalise_handle(handle)))
     return out
 
 
@@ -115,7 +125,7 @@ def _contact_matches(who: Subject, contact: Mapping[str, Any]) -> bool:
         if isinstance(tenant, str) and who.references and reference_for(tenant, cid) in who.references:
             return True
     for kind, value in identities(contact):
-        if value in (who.emails if kind == "email" else who.phones):
+        if value in {"email": who.emails, "phone": who.phones}.get(kind, frozenset()):
             return True
     return False
 

@@ -1,7 +1,8 @@
 """The routing pipeline for a batch, over the ports (state store, broker transaction), any transport.
 
 For a batch of deliveries taken from `router.contacts` in one broker transaction:
-parse → find threads → decide each contact (router.core.routing) → claim in the store (dedupe) →
+parse → find threads → classify → find an open contact of the same resident (router.core.residents)
+→ decide each contact (router.core.routing) → claim in the store (dedupe) →
 index work lists and timers → publish team items and events, ack → commit the transaction → mark routed.
 
 The team publish and the ack of the input commit atomically in one AMQP transaction, so a router
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from router import logs
-from router.core import routing, topology
+from router.core import residents, routing, topology
 from router.core.classify import Decision
 from router.core.clock import Clock
 from router.core.contact import Contact
@@ -101,12 +102,13 @@ class RoutingCore:
         tenant: Tenant,
         join: dict[str, str] | None = None,
         token: str = "",
+        decision: Decision | None = None,
     ) -> Prepared:
         """Decide everything about one contact: team, deadlines, state, and what to publish."""
         now = self.clock.now()
         if join is not None:
             return Prepared(delivery, routing.follow_up(contact, self.names, now, token, join))
-        return Prepared(delivery, routing.route(contact, tenant, self.names, now, token))
+        return Prepared(delivery, routing.route(contact, tenant, self.names, now, token, decision))
 
     async def handle(self, deliveries: list[Delivery], tx: Tx, token: str) -> BatchResult:
         """Process one batch inside `tx`. Raises StoreUnavailable before anything was published."""
@@ -128,7 +130,9 @@ class RoutingCore:
             else:
                 parsed.append((d, *item))
         joins = await self._joins([c for _, c, _ in parsed])
-        prepared = self._prepare_all(parsed, joins, result, token)
+        decisions = self._classify(parsed, joins)
+        joins |= await self._resident_links(parsed, decisions)
+        prepared = self._prepare_all(parsed, joins, decisions, result, token)
         unique = self._first_copies(prepared, result)
         claims = await self.store.claim_and_stage([p.staged for p in unique], self.lease_ms)
         for p, (status, info) in zip(unique, claims, strict=True):
@@ -149,17 +153,62 @@ class RoutingCore:
         found = await self.store.find_threads([(c.tenant, *routing.thread_hints(c)) for _, c in hinted])
         return {i: info for (i, c), info in zip(hinted, found, strict=True) if info and info["id"] != c.cid}
 
+    @staticmethod
+    def _classify(
+        parsed: list[tuple[Delivery, Contact, Tenant]], joins: dict[int, dict[str, str]]
+    ) -> dict[int, Decision]:
+        """The tenant's classification of each contact that is no reply: its category decides whether
+        it joins an open contact of the same resident. A classification that fails is left to
+        `prepare`, which dead-letters the contact with the reason."""
+        decisions: dict[int, Decision] = {}
+        for i, (_, contact, tenant) in enumerate(parsed):
+            if i not in joins:
+                try:
+                    decisions[i] = tenant.classifier.classify(contact)
+                except Exception:  # prepare classifies it again and dead-letters it with the reason
+                    continue
+        return decisions
+
+    async def _resident_links(
+        self, parsed: list[tuple[Delivery, Contact, Tenant]], decisions: dict[int, Decision]
+    ) -> dict[int, dict[str, str]]:
+        """One resident across channels: a contact on the same category as an open contact of the same
+        resident joins it (router.core.residents). One look-up for the whole batch."""
+        asked: list[tuple[int, list[tuple[str, str]]]] = []
+        for i, decision in decisions.items():
+            _, contact, tenant = parsed[i]
+            if residents.may_link(contact, decision.category, tenant.loaded.rules.residents):
+                if ids := residents.identity_keys(contact):
+                    asked.append((i, ids))
+        if not asked:
+            return {}
+        found = await self.store.resident_contacts(
+            [(parsed[i][1].tenant, ids) for i, ids in asked],
+            residents.CANDIDATE_FIELDS,
+            residents.CANDIDATES_PER_KEY,
+        )
+        now = self.clock.now()
+        links: dict[int, dict[str, str]] = {}
+        for (i, _), candidates in zip(asked, found, strict=True):
+            _, contact, tenant = parsed[i]
+            policy = tenant.loaded.rules.residents
+            link = residents.open_link(contact, decisions[i].category, candidates, policy, now)
+            if link is not None:
+                links[i] = link.join()
+        return links
+
     def _prepare_all(
         self,
         parsed: list[tuple[Delivery, Contact, Tenant]],
         joins: dict[int, dict[str, str]],
+        decisions: dict[int, Decision],
         result: BatchResult,
         token: str,
     ) -> list[Prepared]:
         prepared: list[Prepared] = []
         for i, (d, contact, tenant) in enumerate(parsed):
             try:
-                prepared.append(self.prepare(d, contact, tenant, joins.get(i), token))
+                prepared.append(self.prepare(d, contact, tenant, joins.get(i), token, decisions.get(i)))
             except Exception as exc:  # a bug must not stall the queue: dead-letter with the reason
                 # The traceback's frames and types only (router/logs.py): the message of an exception
                 # raised on the way (a ValidationError, a KeyError) may quote the contact.

@@ -136,6 +136,15 @@ class Store(Protocol):
 
     async def resolve_reference(self, reference: str) -> str | None: ...
 
+    async def resident_contacts(
+        self, queries: list[tuple[str, list[tuple[str, str]]]], fields: tuple[str, ...], per_key: int
+    ) -> list[list[tuple[str, dict[str, str]]]]:
+        """Per (tenant, identity keys (kind, normalised value)): the contacts indexed under any of those
+        keys in that tenant, at most `per_key` ids per key, each with the named fields of its record
+        (contacts whose record is gone are left out). One round trip for the ids, one for the fields,
+        for all queries together (router.core.residents decides what they mean)."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -11,7 +11,8 @@
                              a deadline already past on arrival (a note logged long after the call) is
                              escalated at once, in the same transaction
 
-A reply to an earlier contact (a quoted reference or a known Message-ID) joins it instead: `follow_up`.
+A reply to an earlier contact (a quoted reference or a known Message-ID), or a contact of the same resident
+on the same category as an open one (router.core.residents), joins it instead: `follow_up`.
 Pure: no store, no broker; `router.core.pipeline` runs it for a batch inside a broker transaction.
 """
 
@@ -102,8 +103,18 @@ def thread_hints(contact: Contact) -> tuple[list[str], list[str]]:
 # -- a new contact --------------------------------------------------------------------------------
 
 
-def route(contact: Contact, tenant: Tenant, names: Names, now: datetime, token: str) -> Routed:
-    decision = tenant.classifier.classify(contact)
+def route(
+    contact: Contact,
+    tenant: Tenant,
+    names: Names,
+    now: datetime,
+    token: str,
+    decision: Decision | None = None,
+) -> Routed:
+    """`decision`: the classification when the caller already made it (the pipeline classifies before it
+    looks for an open contact of the same resident)."""
+    if decision is None:
+        decision = tenant.classifier.classify(contact)
     deadlines = tenant.deadlines_for(contact.channel, decision.category, contact.received_at)
     hops = [*contact.hops, Hop(kind="routed", team=decision.team, at=now, note=None)]
     contact = contact.model_copy(update={"category": decision.category, "hops": hops})
@@ -387,31 +398,47 @@ def _team_item(
 
 
 def follow_up(contact: Contact, names: Names, now: datetime, token: str, join: dict[str, str]) -> Routed:
-    """A reply joins the contact it answers: the target's team gets it, the target's history notes it."""
+    """A reply joins the contact it answers: the target's team gets it, the target's history notes it.
+
+    `join` names the target (`id`, `team`) and, for a contact of the same resident on the same category
+    (router.core.residents), `rule` "same-resident" and the `category`; without them it is a reply found
+    by thread or reference (rule "follow-up")."""
     target, team = join["id"], join["team"]
-    decision = Decision(
-        team=team,
-        category=None,
-        rule="follow-up",
-        rule_line=0,
-        file="(thread)",
-        reasons=(f"reply to contact {target}",),
-    )
-    event = {
+    rule = join.get("rule", "follow-up")
+    category = join.get("category") or None
+    if rule == "follow-up":
+        reasons: tuple[str, ...] = (f"reply to contact {target}",)
+        where = "(thread)"
+    else:
+        # Ids and codes only: the explanation is shown and logged, the address that linked them never.
+        reasons = (
+            f"same resident as open contact {target}",
+            f"same category: {category}",
+            "joined as a follow-up: the open contact's team and deadlines",
+        )
+        where = "(resident)"
+    decision = Decision(team=team, category=category, rule=rule, rule_line=0, file=where, reasons=reasons)
+    event: dict[str, Any] = {
         "event": "contact.reply",
         "at": now.isoformat(),
         "reply_id": contact.cid,
         "channel": contact.channel,
         "received_at": contact.received_at.isoformat(),
     }
+    if rule != "follow-up":
+        event |= {"rule": rule, "category": category, "reasons": list(reasons)}
+    if contact.channel == "phone" and (outcome := contact.metadata.get("phone.outcome")):
+        # What the KCC already did on the line travels with the note: an answer given there is in the
+        # open contact's history, and the team decides whether that settles it.
+        event["phone_outcome"] = outcome
     contact_json = contact.model_dump_json()
     fields = {
         "contact": contact_json,
         "tenant": contact.tenant,
         "channel": contact.channel,
         "team": team,
-        "category": "",
-        "rule": "follow-up",
+        "category": category or "",
+        "rule": rule,
         "status": "routing",
         "transfers": "0",
         "version": "1",
@@ -421,13 +448,17 @@ def follow_up(contact: Contact, names: Names, now: datetime, token: str, join: d
         "callbacks": "0",
         "merged_into": target,
     }
+    history = [dumps({"event": "contact.merged", "at": now.isoformat(), "into": target})]
+    if rule != "follow-up":  # why it was linked, in its own history as every routing decision
+        routed = {"event": "contact.routed", "at": now.isoformat(), "team": team, "rule": rule}
+        history.insert(0, dumps(routed | {"rule_at": where, "reasons": list(reasons)}))
     staged = Staged(
         cid=contact.cid,
         tenant=contact.tenant,
         team=team,
         token=token,
         fields=fields,
-        history=[dumps({"event": "contact.merged", "at": now.isoformat(), "into": target})],
+        history=history,
         reference=contact.reference,
         team_score_ms=None,
         thread_ids=own_thread_ids(contact),
@@ -435,15 +466,16 @@ def follow_up(contact: Contact, names: Names, now: datetime, token: str, join: d
         final_status="merged",
         join=Join(target, contact.tenant, team, dumps(event), NO_DEADLINE_SCORE),
     )
-    envelope = {
-        "contact": orjson.loads(contact_json),
-        "routing": {"team": team, "follow_up_of": target, "rule": "follow-up"},
-    }
+    routing_info: dict[str, Any] = {"team": team, "follow_up_of": target, "rule": rule}
+    if rule != "follow-up":
+        routing_info |= {"category": category, "reasons": list(reasons)}
+    envelope = {"contact": orjson.loads(contact_json), "routing": routing_info}
     common = {"tenant": contact.tenant, "contact_id": target, "channel": contact.channel}
+    extra = {"rule": rule} if rule != "follow-up" else {}
     messages = [
-        _team_item(names, contact.tenant, team, envelope, contact, "follow-up"),
+        _team_item(names, contact.tenant, team, envelope, contact, rule),
         event_message(
-            names(topology.EVENTS), "contact.reply", now, reply_id=contact.cid, team=team, **common
+            names(topology.EVENTS), "contact.reply", now, reply_id=contact.cid, team=team, **common, **extra
         ),
     ]
     return Routed(contact, decision, [], staged, messages, "joined")

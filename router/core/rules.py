@@ -2,7 +2,8 @@
 
 A rules file holds the tenant's teams, routing rules, transfer limit, calendar, service norms,
 retention (`router.core.retention`), how its agents' sign-in maps onto teams and roles (`agents`) and,
-optionally, the export to Open Klant (`router.core.openklant`).
+optionally, the export to Open Klant (`router.core.openklant`) and how contacts of one resident are
+linked (`residents`).
 Files are validated at start-up; a bad file is refused with the file, the line and the reason.
 """
 
@@ -137,6 +138,18 @@ class AgentMapping(_Model):
         return AgentAccess(teams, frozenset(roles))
 
 
+class Residents(_Model):
+    """One resident across channels (docs/architecture.md, "One resident across channels").
+
+    `link_open_same_category`: a new contact of a resident (same e-mail address, phone number or social
+    handle) on the same category as an open contact of theirs joins that contact as a follow-up.
+    `related_months`: how far back both that link and the contact page's "other contacts of this
+    resident" look."""
+
+    link_open_same_category: bool = True
+    related_months: int = Field(default=6, ge=1, le=120)
+
+
 class Route(_Model):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     team: Identifier
@@ -170,6 +183,8 @@ class TenantRules(_Model):
     # Sign-in to the workspace with the tenant's identity provider; without it nobody of this tenant
     # can sign in there (the API's keys are unaffected).
     agents: AgentMapping | None = None
+    # One resident across channels: linking to an open contact of the same resident, and how far back.
+    residents: Residents = Residents()
 
     @model_validator(mode="after")
     def _teams_exist(self) -> TenantRules:

@@ -21,7 +21,7 @@ from router.core.casework import CaseError, public_callback
 from router.core.clock import Clock
 from router.core.contact import Contact, admission_problems, field_errors
 from router.core.ports import StoreUnavailable
-from router.http import agents, openapi, schemas
+from router.http import agents, openapi, residents, schemas
 from router.http.auth import ApiKeys, require_credential
 from router.http.body import MAX_JSON_BYTES, error, read_json
 from router.http.context import CTX, ApiContext
@@ -185,6 +185,7 @@ def create_app(ctx: ApiContext) -> web.Application:
     app.router.add_get("/v1/openapi.json", openapi_document)
     app.router.add_get("/metrics", metrics)
     agents.add_routes(app)
+    residents.add_routes(app)
     return app
 
 

@@ -328,6 +328,21 @@ def _document(
                 },
             }
         },
+        "/v1/contacts/{id}/related": {
+            "get": {
+                "summary": "The same resident's other contacts of the tenant's last months, across channels",
+                "description": "Linked by e-mail address, phone number or social handle (kept as keyed "
+                "hashes); only contacts of the contact's own tenant, ids and codes only.",
+                "operationId": "getRelatedContacts",
+                "security": authed("read"),
+                "parameters": [_CONTACT_ID],
+                "responses": {
+                    "200": answer(schemas.RelatedContacts, "The other contacts, newest first"),
+                    **error_responses(401, 404, 503),
+                    **forbidden("read"),
+                },
+            }
+        },
         "/v1/tenants/{tenant}/teams/{team}/items": {
             "get": {
                 "summary": "Open items of a team, soonest open deadline first, with the time left",

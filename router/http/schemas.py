@@ -136,6 +136,27 @@ class ContactView(_Out):
     version: Annotated[str, Field(pattern=r"^[0-9]+$")]
 
 
+class RelatedContact(_Out):
+    """Another contact of the same resident (same e-mail address, phone number or social handle)."""
+
+    id: ContactId
+    reference: str = Field(description="The reference number the resident knows it by, e.g. OMM-5KQ3-ZP7A")
+    channel: str
+    received_at: Timestamp
+    status: Literal["routing", "routed", "closed", "merged"]
+    team: TeamId
+    category: str | None
+
+
+class RelatedContacts(_Out):
+    """The resident's other contacts of the tenant's last `months` months, newest first, across channels
+    (ids, codes and dates only)."""
+
+    id: ContactId
+    months: int = Field(ge=1, description="The tenant's window (rules: residents.related_months)")
+    related: list[RelatedContact]
+
+
 class _Item(_Out):
     id: str
     contact_id: ContactId
@@ -259,6 +280,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     OpenApiDocument,
     Accepted,
     ContactView,
+    RelatedContacts,
     WorkList,
     Transferred,
     TransferRefused,

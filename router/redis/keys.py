@@ -103,8 +103,9 @@ class Keys:
         return f"{self.prefix}closed:{{{tenant}}}"
 
     def resident(self, tenant: str, kind: str, value: str) -> str:
-        """Set of the contact ids of one resident of a tenant, by `kind` 'email' (a lower-cased address)
-        or 'phone' (E.164); the value as a keyed hash, never in the name as it is."""
+        """Set of the contact ids of one resident of a tenant, by `kind` 'email' (a lower-cased address),
+        'phone' (E.164) or 'social' ('<platform>:<sender id>'); the value as a keyed hash, never in the
+        name as it is. All of a tenant's share the hash tag {<tenant>}."""
         return f"{self.prefix}resident:{{{tenant}}}:{kind}:{self.hashed('resident', tenant, kind, value)}"
 
     def purge_pending(self) -> str:

@@ -91,6 +91,16 @@ end
 return 1
 """
 
+# KEYS: resident index sets of one tenant (one hash slot, {<tenant>}). ARGV[1]: at most this many ids per
+# key. The members of each key, in one reply for all of them: a batch asks once per tenant, not once per
+# key. SRANDMEMBER with a positive count: the whole set when it is small (one resident's own), a bounded
+# sample of a large one (an address many share).
+RESIDENT_MEMBERS = """
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('SRANDMEMBER', KEYS[i], tonumber(ARGV[1])) end
+return out
+"""
+
 _ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 # Member of a router's committed-batches set that says the set is complete.
 _RESOLVED = "*resolved*"
@@ -112,6 +122,7 @@ class RedisStore:
         self._commit = self.r.register_script(COMMIT)
         self._join = self.r.register_script(JOIN)
         self._release = self.r.register_script(RELEASE)
+        self._resident_members = self.r.register_script(RESIDENT_MEMBERS)
 
     async def close(self) -> None:
         await self.r.aclose()
@@ -135,7 +146,7 @@ class RedisStore:
                 except NoScriptError:
                     if attempt == 2:
                         raise
-            for script in (CLAIM_AND_STAGE, COMMIT, JOIN, RELEASE):
+            for script in (CLAIM_AND_STAGE, COMMIT, JOIN, RELEASE, RESIDENT_MEMBERS):
                 await self.r.script_load(script)
         raise AssertionError("unreachable")
 
@@ -381,6 +392,42 @@ class RedisStore:
             # Only a routed contact of the same tenant can take a reply.
             out.append(info if info["tenant"] == tenant and info["committed"] == "1" else None)
         return out
+
+    async def resident_contacts(
+        self, queries: list[tuple[str, list[tuple[str, str]]]], fields: tuple[str, ...], per_key: int
+    ) -> list[list[tuple[str, dict[str, str]]]]:
+        if not any(ids for _, ids in queries):
+            return [[] for _ in queries]
+        # The keys of every query, per tenant (one script call each: one slot), in order.
+        by_tenant: dict[str, list[str]] = {}
+        for tenant, ids in queries:
+            by_tenant.setdefault(tenant, []).extend(self.keys.resident(tenant, k, v) for k, v in ids)
+
+        def fill(pipe: Any) -> None:
+            for tenant_keys in by_tenant.values():
+                pipe.evalsha(self._resident_members.sha, len(tenant_keys), *tenant_keys, per_key)
+
+        try:
+            replies = {t: iter(r) for t, r in zip(by_tenant, await self._execute(fill), strict=True)}
+            members: list[list[str]] = []
+            for tenant, ids in queries:
+                seen: dict[str, None] = {}
+                for _ in ids:
+                    seen.update((m.decode(), None) for m in next(replies[tenant]))
+                members.append(list(seen))
+            unique = list(dict.fromkeys(cid for ms in members for cid in ms))
+            rows: dict[str, dict[str, str]] = {}
+            if unique:
+                async with self.r.pipeline(transaction=False) as pipe:
+                    for cid in unique:
+                        pipe.hmget(self.keys.contact(cid), list(fields))
+                    raw = await pipe.execute()
+                for cid, values in zip(unique, raw, strict=True):
+                    if any(values):
+                        rows[cid] = {f: v.decode() for f, v in zip(fields, values, strict=True) if v}
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return [[(cid, rows[cid]) for cid in ms if cid in rows] for ms in members]
 
     async def get(self, cid: str) -> ContactRecord | None:
         try:

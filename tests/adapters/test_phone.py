@@ -96,3 +96,16 @@ async def test_the_agent_is_an_id_an_address_or_a_name_is_refused_naming_the_fie
     resp = await stack.client.post(URL, json=note(agent="  kcc-017 "), headers=KEY)  # spaces around: trimmed
     assert resp.status == 202
     assert stack.recorder.published[0].metadata["phone.agent"] == "kcc-017"
+
+
+async def test_the_callers_address_is_kept_for_linking_their_contacts(stack: Stack) -> None:
+    """Issue 19: a caller who mailed before gives their address; the note carries it as the sender's, so
+    that it joins the open mail on the same topic."""
+    resp = await stack.client.post(
+        URL, json=note(email="Piet@Example.nl", call_id="call-0002", outcome="answered"), headers=KEY
+    )
+    assert resp.status == 202
+    [contact] = stack.recorder.published
+    assert contact.sender is not None and contact.sender.email == "Piet@example.nl"
+    resp = await stack.client.post(URL, json=note(email="geen adres", call_id="call-0003"), headers=KEY)
+    assert resp.status == 422 and [f["field"] for f in (await resp.json())["fields"]] == ["email"]

@@ -133,8 +133,13 @@ async def test_the_account_written_to_decides_the_tenant_not_the_url(stack: Stac
     Coevorden's WhatsApp number is Coevorden's contact, also when Meta delivers it to Ommen's webhook
     URL (e.g. one Meta app, one callback URL, several numbers): it must never become a contact of
     Ommen. Taking the tenant from the URL (`return url_tenant`) makes the first post an Ommen contact."""
-    for url, mid in ((URL, "wamid.coe-via-ommen"), ("/v1/channels/social/coevorden/webhook", "wamid.coe")):
-        payload = whatsapp(wa_text(mid, "Mijn paspoort is verlopen."), account=WA_PHONE_ID_COEVORDEN)
+    # Two residents: one resident's second message on the same topic would join their first (issue 19).
+    for url, mid, sender in (
+        (URL, "wamid.coe-via-ommen", "31687654321"),
+        ("/v1/channels/social/coevorden/webhook", "wamid.coe", "31687654322"),
+    ):
+        message = {**wa_text(mid, "Mijn paspoort is verlopen."), "from": sender}
+        payload = whatsapp(message, account=WA_PHONE_ID_COEVORDEN)
         resp = await post(stack, payload, url=url)
         assert resp.status == 200, await resp.text()
         [answer] = (await resp.json())["contacts"]

@@ -26,7 +26,7 @@ from router.http.app import create_app
 from router.http.workspace import setup_workspace
 from router.service import Runtime, build, context_for_runtime, workspace_for
 from router.settings import Settings
-from tests.harness import PHONE, Harness, wait_routed
+from tests.harness import NEW_RESIDENT, Harness, wait_routed
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -88,7 +88,7 @@ class Workspace:
             await b.sign_in(agent)
         return b
 
-    async def contact(self, tenant: str, channel: str, body: str, phone: str | None = PHONE) -> str:
+    async def contact(self, tenant: str, channel: str, body: str, phone: str | None = NEW_RESIDENT) -> str:
         contact = self.h.contact(tenant, channel, body, phone=phone)
         await self.rt.publisher.publish(contact)
         await wait_routed(self.rt, contact.cid)

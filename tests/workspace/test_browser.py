@@ -17,7 +17,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from router.core.clock import ManualClock
 from router.settings import Settings
-from tests.harness import wait_routed
+from tests.harness import PHONE, wait_routed
 from tests.workspace.conftest import Workspace, open_workspace
 
 HERE = Path(__file__).parent
@@ -90,7 +90,8 @@ async def test_an_agents_day_end_to_end_with_axe_on_every_page(live_ws: Workspac
     await check(page, "2-werkvoorraad-leeg")
 
     # An item appears live, without a reload.
-    contact = ws.h.contact("ommen", "phone", "Mijn paspoort is verlopen, kan ik een afspraak maken?")
+    text = "Mijn paspoort is verlopen, kan ik een afspraak maken?"
+    contact = ws.h.contact("ommen", "phone", text, phone=PHONE)
     await ws.rt.publisher.publish(contact)
     link = page.locator(f"a[href='/werkplek/contact/{contact.cid}']")
     await expect(link).to_be_visible(timeout=5000)

@@ -11,6 +11,7 @@ import pytest
 from yarl import URL
 
 from router.http.workspace import views
+from tests.harness import PHONE
 from tests.workspace.conftest import Workspace
 
 BZ = "demo-ommen-burgerzaken"
@@ -91,10 +92,21 @@ async def test_a_long_work_list_comes_in_pages_counted_whole_overdue_first(
     """Issue 18, item 6: thousands of items are paged (views.PAGE_SIZE, 3 here); the counts above the
     list cover all of them, the filters and the page number travel together."""
     monkeypatch.setattr(views, "PAGE_SIZE", 3)
-    late = [await ws.contact("ommen", "mail", f"Mijn paspoort is verlopen ({n})") for n in range(2)]
+    # Seven residents (one number each): one resident's second question on the same category would
+    # join their first (issue 19).
+    late = [
+        await ws.contact("ommen", "mail", f"Mijn paspoort is verlopen ({n})", phone=f"+3161000000{n}")
+        for n in range(2)
+    ]
     ws.h.clock.advance(timedelta(days=40))  # every term of those two has passed
-    mails = [await ws.contact("ommen", "mail", f"Paspoort verlopen, nummer {n}") for n in range(3)]
-    forms = [await ws.contact("ommen", "webform", f"Paspoort kwijt, nummer {n}") for n in range(2)]
+    mails = [
+        await ws.contact("ommen", "mail", f"Paspoort verlopen, nummer {n}", phone=f"+3162000000{n}")
+        for n in range(3)
+    ]
+    forms = [
+        await ws.contact("ommen", "webform", f"Paspoort kwijt, nummer {n}", phone=f"+3163000000{n}")
+        for n in range(2)
+    ]
     b = await ws.browser(BZ)
 
     _, page = await b.get("/werkplek/")
@@ -170,7 +182,7 @@ async def test_a_post_without_the_sessions_csrf_token_changes_nothing(ws: Worksp
 
 
 async def test_take_transfer_callback_attempt_close_as_the_signed_in_agent(ws: Workspace) -> None:
-    cid = await ws.contact("ommen", "phone", "Mijn paspoort is verlopen")
+    cid = await ws.contact("ommen", "phone", "Mijn paspoort is verlopen", phone=PHONE)
     bz = await ws.browser(BZ)
     _, page = await bz.get(f"/werkplek/contact/{cid}")
     assert "dit is de laatste overdracht die mag" in page  # ommen allows one transfer

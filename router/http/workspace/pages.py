@@ -11,6 +11,7 @@ from aiohttp import web
 from router.core.casework import CALLBACK_OUTCOMES, public_callback
 from router.core.contact import Contact
 from router.http.context import CTX
+from router.http.residents import related_of
 from router.http.workspace import access, audit, live, texts, views
 from router.http.workspace.access import Refused, base, page
 from router.http.workspace.context import PREFIX, WORKSPACE
@@ -145,6 +146,10 @@ async def contact_page(request: web.Request) -> web.StreamResponse:
     callback_due = tenant.deadline("callback", term, now).due if term is not None else None
     history = await access.casework(request).history(cid)
     team_names = {t.id: t.name for t in rules.teams}
+    # The same resident's other contacts (by address, number or social handle), across channels; a link
+    # only where the agent may open it (their team's), the others named without one.
+    others = await related_of(request.app[CTX], cid, state.fields)
+    related = [(r, r.team in agent.teams) for r in others]
     done = request.query.get("gedaan")
     return aiohttp_jinja2.render_template(
         "contact.html",
@@ -158,6 +163,8 @@ async def contact_page(request: web.Request) -> web.StreamResponse:
             hops=views.hops(state),
             callbacks=callbacks,
             history=list(reversed(history)),
+            related=related,
+            related_months=rules.residents.related_months,
             offer=views.transfer_offer(tenant, state),
             transfer_limit=rules.transfer_limit,
             teams=[(t.id, t.name) for t in rules.teams],

@@ -85,8 +85,8 @@ async def status_page(request: web.Request) -> web.StreamResponse:
             log.warning("status_rate_limiter_failed", error=type(exc).__name__)
         else:
             if not verdict.allowed:
-                values = {"heading": "Even geduld", "message": TOO_MANY}
-                response = _answer(request, 429, "status_onbekend.html", values)
+                slow = {"heading": "Even geduld", "message": TOO_MANY}
+                response = _answer(request, 429, "status_onbekend.html", slow)
                 response.headers["Retry-After"] = str(verdict.retry_after)
                 return response
     reference = request.match_info["reference"].strip().upper()
@@ -108,8 +108,8 @@ async def status_page(request: web.Request) -> web.StreamResponse:
                 reference = str(json.loads(state.fields["contact"]).get("reference") or reference)
         history = await casework.history(cid)
     except StoreUnavailable:
-        values = {"heading": "Deze pagina werkt nu even niet", "message": UNAVAILABLE}
-        return _answer(request, 503, "status_onbekend.html", values)
+        away = {"heading": "Deze pagina werkt nu even niet", "message": UNAVAILABLE}
+        return _answer(request, 503, "status_onbekend.html", away)
     tenant = ctx.tenants[state.tenant]
     zone = tenant.loaded.rules.calendar.timezone
     departments = {t.id: t.name for t in tenant.loaded.rules.teams}

@@ -35,6 +35,7 @@ HISTORY_EVENTS = {
     "contact.taken": "Opgepakt",
     "contact.closed": "Afgesloten",
     "contact.reply": "Reactie van de inwoner",
+    "contact.merged": "Toegevoegd aan een ander contact",
     "transfer.refused": "Overdracht geweigerd (maximum bereikt)",
     "callback.requested": "Terugbelverzoek gemaakt",
     "callback.asked_again": "Terugbelverzoek opnieuw gevraagd",
@@ -43,6 +44,20 @@ HISTORY_EVENTS = {
     "deadline.breached": "Termijn verlopen",
     "deadline.extended": "Termijn verlengd",
     "response.recorded": "Reactie vastgelegd",
+}
+
+# A contact's status, as the list of a resident's other contacts shows it.
+STATUSES = {
+    "routing": "Wordt verdeeld",
+    "routed": "Open",
+    "closed": "Afgesloten",
+    "merged": "Toegevoegd aan een ander contact",
+}
+
+# What the KCC did on the line, for a phone note added to an open contact of the same resident.
+PHONE_OUTCOMES = {
+    "answered": "Het KCC heeft de vraag aan de telefoon al beantwoord",
+    "transferred": "Het KCC heeft de beller doorverbonden",
 }
 
 OUTCOMES = {"reached": "Bereikt", "no_answer": "Niet opgenomen", "wrong_number": "Verkeerd nummer"}
