@@ -229,6 +229,7 @@ class OpenKlantStub:
     refused: set[tuple[str, str]] = field(default_factory=set)
     _down_until: float = 0.0
     _down_status: int = 503
+    _down_refusals: int = 0  # requests still to refuse once the time is up
     _runner: web.AppRunner | None = None
 
     # -- running ------------------------------------------------------------------------------------
@@ -260,10 +261,12 @@ class OpenKlantStub:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def outage(self, seconds: float, status: int = 503) -> None:
-        """Answer every request with `status` for `seconds` from now."""
+    def outage(self, seconds: float, status: int = 503, at_least: int = 1) -> None:
+        """Answer every request with `status` for `seconds` from now, and until `at_least` requests were
+        answered so: on a loaded machine the exporter may ask nothing within the seconds."""
         self._down_until = time.monotonic() + seconds
         self._down_status = status
+        self._down_refusals = at_least if seconds > 0 else 0  # outage(0): over now
 
     def refuse(self, resource: str, name: str) -> None:
         """From now on refuse creating `resource` with field `name` (400 invalid_choice, value quoted in
@@ -296,7 +299,8 @@ class OpenKlantStub:
         self.requests[f"{request.method} {self._resource(request)}"] += 1
         if self.delay:
             await asyncio.sleep(self.delay)
-        if time.monotonic() < self._down_until:
+        if time.monotonic() < self._down_until or self._down_refusals > 0:
+            self._down_refusals = max(0, self._down_refusals - 1)
             return self._answer(
                 {"title": "Service Unavailable", "status": self._down_status}, self._down_status
             )
