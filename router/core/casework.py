@@ -299,8 +299,9 @@ def check_transfer(
     if to_team not in desk.team_ids():
         raise _unknown_team("to_team", to_team, state.tenant, desk.team_ids())
     if to_team == state.team:
+        # 409, not 422: the request is valid; the contact's current state is what it conflicts with.
         raise CaseError(
-            422,
+            409,
             "the contact is already with that team",
             fields=[{"field": "to_team", "message": f"the contact is already with '{to_team}'"}],
         )

@@ -237,7 +237,7 @@ def test_each_outright_refusal_of_a_transfer_says_exactly_why() -> None:
     )
     e = check(to_team="kcc")
     assert (e.status, e.body) == (
-        422,
+        409,
         {
             "error": "the contact is already with that team",
             "fields": [{"field": "to_team", "message": "the contact is already with 'kcc'"}],
