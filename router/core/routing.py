@@ -397,12 +397,9 @@ def _team_item(
 # -- a reply to an earlier contact ----------------------------------------------------------------
 
 
-def follow_up(contact: Contact, names: Names, now: datetime, token: str, join: dict[str, str]) -> Routed:
-    """A reply joins the contact it answers: the target's team gets it, the target's history notes it.
-
-    `join` names the target (`id`, `team`) and, for a contact of the same resident on the same category
-    (router.core.residents), `rule` "same-resident" and the `category`; without them it is a reply found
-    by thread or reference (rule "follow-up")."""
+def _join_decision(join: dict[str, str]) -> Decision:
+    """Why a contact joins another: a reply (thread or reference), or the same resident's open contact
+    on the same category. Ids and codes only: the explanation is shown and logged, the address never."""
     target, team = join["id"], join["team"]
     rule = join.get("rule", "follow-up")
     category = join.get("category") or None
@@ -410,14 +407,17 @@ def follow_up(contact: Contact, names: Names, now: datetime, token: str, join: d
         reasons: tuple[str, ...] = (f"reply to contact {target}",)
         where = "(thread)"
     else:
-        # Ids and codes only: the explanation is shown and logged, the address that linked them never.
         reasons = (
             f"same resident as open contact {target}",
             f"same category: {category}",
             "joined as a follow-up: the open contact's team and deadlines",
         )
         where = "(resident)"
-    decision = Decision(team=team, category=category, rule=rule, rule_line=0, file=where, reasons=reasons)
+    return Decision(team=team, category=category, rule=rule, rule_line=0, file=where, reasons=reasons)
+
+
+def _reply_entry(contact: Contact, now: datetime, decision: Decision) -> dict[str, Any]:
+    """The `contact.reply` entry of the target's history."""
     event: dict[str, Any] = {
         "event": "contact.reply",
         "at": now.isoformat(),
@@ -425,12 +425,25 @@ def follow_up(contact: Contact, names: Names, now: datetime, token: str, join: d
         "channel": contact.channel,
         "received_at": contact.received_at.isoformat(),
     }
-    if rule != "follow-up":
-        event |= {"rule": rule, "category": category, "reasons": list(reasons)}
+    if decision.rule != "follow-up":
+        event |= {"rule": decision.rule, "category": decision.category, "reasons": list(decision.reasons)}
     if contact.channel == "phone" and (outcome := contact.metadata.get("phone.outcome")):
         # What the KCC already did on the line travels with the note: an answer given there is in the
         # open contact's history, and the team decides whether that settles it.
         event["phone_outcome"] = outcome
+    return event
+
+
+def follow_up(contact: Contact, names: Names, now: datetime, token: str, join: dict[str, str]) -> Routed:
+    """A reply joins the contact it answers: the target's team gets it, the target's history notes it.
+
+    `join` names the target (`id`, `team`) and, for a contact of the same resident on the same category
+    (router.core.residents), `rule` "same-resident" and the `category`; without them it is a reply found
+    by thread or reference (rule "follow-up")."""
+    target, team = join["id"], join["team"]
+    decision = _join_decision(join)
+    rule, category, reasons, where = decision.rule, decision.category, decision.reasons, decision.file
+    event = _reply_entry(contact, now, decision)
     contact_json = contact.model_dump_json()
     fields = {
         "contact": contact_json,

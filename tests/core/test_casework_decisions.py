@@ -162,7 +162,7 @@ def test_a_written_contact_past_the_limit_goes_to_the_coordinating_team_which_as
     ("kwargs", "status"),
     [
         ({"to_team": "nope"}, 422),
-        ({"to_team": "kcc"}, 422),  # already there
+        ({"to_team": "kcc"}, 409),  # already there: a conflict with its state
         ({"to_team": "burgerzaken", "from_team": "belastingen"}, 409),
         ({"to_team": "burgerzaken", "if_match": '"7"'}, 412),
     ],
