@@ -43,6 +43,16 @@ async def die(rt: Runtime, redis_client: Any, keys: Keys) -> None:
     await redis_client.delete(keys.router_alive(router.router_id))
 
 
+async def attached(rt: Runtime, within: float = 10.0) -> None:
+    """Until the runtime's router consumes (about 10 s at most)."""
+    router = rt.router
+    assert isinstance(router, AmqpRouter)
+    for _ in range(int(within / 0.05)):
+        if router.ready:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def statuses(redis_client: Any, keys: Keys, cids: list[str]) -> dict[str, str]:
     rows = [await redis_client.hget(keys.contact(cid), "status") for cid in cids]
     return {cid: (s or b"").decode() for cid, s in zip(cids, rows, strict=True)}
@@ -68,10 +78,7 @@ async def test_a_dead_routers_claims_are_settled_by_the_next_router(
     else:
         first.router.core.emit = hang  # type: ignore[method-assign]
     await start(first)
-    for _ in range(200):
-        if first.router.ready:
-            break
-        await asyncio.sleep(0.05)
+    await attached(first)
     cids = await publish(amqp, first.names, N)
     await asyncio.wait_for(stuck.wait(), 20)
     await asyncio.sleep(0.5)  # the rest of the batch in flight too
@@ -131,15 +138,12 @@ async def test_a_batch_given_up_while_staging_leaves_no_claim_behind(
     store.index = down  # type: ignore[method-assign]
     await start(rt)
     try:
-        for _ in range(200):
-            if rt.router.ready:
-                break
-            await asyncio.sleep(0.05)
+        await attached(rt)
         cids = await publish(amqp, rt.names, N)
         await asyncio.wait_for(failing.wait(), 20)
-        attached = rt.router._attached
-        assert attached is not None
-        await attached.connection.close()  # the connection goes while the batch waits for the store
+        attachment = rt.router._attached
+        assert attachment is not None
+        await attachment.connection.close()  # the connection goes while the batch waits for the store
         await asyncio.sleep(0.3)
         store.index = index  # type: ignore[method-assign]
         for _ in range(120):

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from adapters.kit.http import UNAUTHENTICATED, Scope, lacks_scope
 from router import logs
+from router.core.ports import ContactRecord
 from router.http.context import CTX
 from router.settings import SCOPES, Credential, key_digest
 
@@ -65,3 +66,13 @@ def require_credential(request: web.Request, scope: Scope) -> Credential:
             text=json.dumps({"error": lacks_scope(scope)}), content_type="application/json"
         )
     return cred
+
+
+async def readable_contact(request: web.Request) -> ContactRecord | None:
+    """The contact the route's `{id}` names, if a credential with scope `read` may see it; None when
+    there is none or it is another tenant's (which must look exactly like a missing one)."""
+    cred = require_credential(request, "read")
+    record = await request.app[CTX].store.get(request.match_info["id"])
+    if record is None or "tenant" not in record.fields or not cred.allows(record.fields["tenant"]):
+        return None
+    return record

@@ -10,10 +10,15 @@ import time
 from tests.workspace.conftest import Browser, Workspace
 
 
-async def next_event(browser: Browser, within: float) -> tuple[dict[str, object] | None, str]:
-    """The first `werk` event on the stream within `within` seconds, and the raw text read."""
+async def read_stream(
+    browser: Browser, within: float, *, last_id: str | None = None, first_only: bool = True
+) -> tuple[list[dict[str, object]], str]:
+    """The `werk` events on the stream within `within` seconds (only the first, with `first_only`), and
+    the raw text read. `last_id`: as a reconnecting EventSource sends it."""
     raw = ""
-    async with browser.session.get(browser.base + "/werkplek/live") as r:
+    events: list[dict[str, object]] = []
+    headers = {"Last-Event-ID": last_id} if last_id else {}
+    async with browser.session.get(browser.base + "/werkplek/live", headers=headers) as r:
         assert r.status == 200 and r.headers["Content-Type"].startswith("text/event-stream")
         deadline = time.monotonic() + within
         buffer = ""
@@ -30,8 +35,16 @@ async def next_event(browser: Browser, within: float) -> tuple[dict[str, object]
                 frame, buffer = buffer.split("\n\n", 1)
                 lines = dict(line.split(": ", 1) for line in frame.splitlines() if ": " in line)
                 if lines.get("event") == "werk":
-                    return json.loads(lines["data"]), raw
-    return None, raw
+                    events.append(json.loads(lines["data"]))
+                    if first_only:
+                        return events, raw
+    return events, raw
+
+
+async def next_event(browser: Browser, within: float) -> tuple[dict[str, object] | None, str]:
+    """The first `werk` event on the stream within `within` seconds, and the raw text read."""
+    events, raw = await read_stream(browser, within)
+    return (events[0] if events else None), raw
 
 
 async def test_a_new_item_reaches_the_teams_stream_within_a_second(ws: Workspace) -> None:
@@ -72,7 +85,7 @@ async def test_a_page_that_reconnects_gets_what_it_missed_first(ws: Workspace) -
     ]
     await publish_routed(ws, "Vraag over mijn aanslag", 3)  # belastingen
     await asyncio.sleep(0.3)
-    frames = await frames_after(agent, str(first["event_id"]), within=1.0)
+    frames, _ = await read_stream(agent, 1.0, last_id=str(first["event_id"]), first_only=False)
     assert [f["contact_id"] for f in frames] == missed
 
 
@@ -83,23 +96,3 @@ async def publish_after(ws: Workspace, body: str) -> None:
 
 async def publish_routed(ws: Workspace, body: str, resident: int) -> str:
     return await ws.contact("ommen", "phone", body, phone=f"+3161234500{resident}")
-
-
-async def frames_after(browser: Browser, last_id: str, within: float) -> list[dict[str, object]]:
-    out: list[dict[str, object]] = []
-    headers = {"Last-Event-ID": last_id}
-    async with browser.session.get(browser.base + "/werkplek/live", headers=headers) as r:
-        deadline = time.monotonic() + within
-        buffer = ""
-        while time.monotonic() < deadline:
-            try:
-                chunk = await asyncio.wait_for(r.content.readany(), deadline - time.monotonic())
-            except TimeoutError:
-                break
-            buffer += chunk.decode()
-            while "\n\n" in buffer:
-                frame, buffer = buffer.split("\n\n", 1)
-                lines = dict(line.split(": ", 1) for line in frame.splitlines() if ": " in line)
-                if lines.get("event") == "werk":
-                    out.append(json.loads(lines["data"]))
-    return out

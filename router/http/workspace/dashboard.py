@@ -51,11 +51,9 @@ async def _figures(request: web.Request, tenant: Tenant, teams: list[tuple[str, 
     service = access.casework(request)
     out = []
     for team, name in teams:
-        heads = await service.item_heads(tenant.id, team)
-        listed, shown = views.work_list_page(
-            tenant, team, heads, now, page_size=RISKY_SHOWN, states=("te-laat", "risico")
+        listed = await views.read_page(
+            service, tenant, team, now, page_size=RISKY_SHOWN, states=("te-laat", "risico")
         )
-        views.fill_page(listed, shown, await service.items_by_id(tenant.id, [p.id_score for p in shown]))
         figures = TeamFigures(
             team,
             name,

@@ -76,18 +76,16 @@ async def _work_list(request: web.Request) -> dict[str, Any]:
     category = request.query.get("categorie") or None
     page_no = _page_number(request.query.get("pagina"))
     now = request.app[CTX].clock.now()
-    service = access.casework(request)
-    listed, shown = views.work_list_page(
+    listed = await views.read_page(
+        access.casework(request),
         tenant,
         team,
-        await service.item_heads(agent.tenant, team),
         now,
         channel=channel,
         category=category,
         page=page_no,
         page_size=views.PAGE_SIZE,
     )
-    views.fill_page(listed, shown, await service.items_by_id(agent.tenant, [p.id_score for p in shown]))
     teams = [(t.id, t.name) for t in tenant.loaded.rules.teams if t.id in agent.teams]
     # The page's own address without its page number: the paging links add theirs.
     kept = [(k, v) for k, v in request.query.items() if k != "pagina"]

@@ -9,7 +9,6 @@ address, so the page sends no Referer anywhere and is never cached or indexed.""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 import aiohttp_jinja2
@@ -128,12 +127,8 @@ async def status_page(request: web.Request) -> web.StreamResponse:
         "view": view,
         "json": view.as_json(),
         "tenant_name": tenant.loaded.rules.name,
-        "received": _dutch(view.received_at, zone),
-        "answered": _dutch(view.answered_at, zone) if view.answered_at else None,
-        "steps": [{"when": _dutch(s.at, zone), "text": s.text} for s in view.steps],
+        "received": long_date_time(view.received_at, zone),
+        "answered": long_date_time(view.answered_at, zone) if view.answered_at else None,
+        "steps": [{"when": long_date_time(s.at, zone), "text": s.text} for s in view.steps],
     }
     return _answer(request, 200, "status.html", values)
-
-
-def _dutch(at: datetime, zone: str) -> str:
-    return long_date_time(at, zone)

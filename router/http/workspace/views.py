@@ -11,6 +11,7 @@ from typing import Any
 
 from router.core.calendar.terms import Term
 from router.core.casework import SYNCHRONOUS_CHANNELS, CaseState
+from router.core.casework_service import Casework
 from router.core.deadlines import time_left
 from router.core.tenants import Tenant
 from router.core.worklist import ItemHead
@@ -144,6 +145,13 @@ def work_list_page(
         out.first = (out.page - 1) * page_size + 1
         out.last = out.first + len(shown) - 1
     return out, shown
+
+
+async def read_page(service: Casework, tenant: Tenant, team: str, now: datetime, **options: Any) -> WorkList:
+    """`work_list_page` over the team's item heads (`options`: its filters, page and states), with the
+    page's items read in full."""
+    listed, shown = work_list_page(tenant, team, await service.item_heads(tenant.id, team), now, **options)
+    return fill_page(listed, shown, await service.items_by_id(tenant.id, [p.id_score for p in shown]))
 
 
 def fill_page(out: WorkList, shown: list[Placed], items: list[dict[str, Any]]) -> WorkList:
