@@ -115,6 +115,44 @@ async def test_a_dead_routers_claims_are_settled_by_the_next_router(
             await first.close()
 
 
+async def test_a_batch_that_fails_unexpectedly_while_staging_leaves_no_claim_behind(
+    settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any
+) -> None:
+    """The store raises something other than "unavailable" after the claims (seen on a Redis Cluster: a
+    client error while a master restarts): the session ends, the inputs return to the queue, and the
+    claims of the failed attempt are released by the router itself (it is alive: no other router
+    settles them). Without that, the redelivered inputs wait for those claims for good."""
+    settings = settings.model_copy(update={"claim_lease_ms": 1000, "router_batch_size": 100})
+    keys = Keys(settings.namespace)
+    rt = await build(settings, with_router=True, embedded="never")
+    assert isinstance(rt.router, AmqpRouter)
+    store = rt.router.core.store
+    index = store.index
+    failures = 0
+
+    async def broken(items: Any) -> None:  # once, after the claims, before the index
+        nonlocal failures
+        failures += 1
+        store.index = index  # type: ignore[method-assign]
+        raise AttributeError("injected")
+
+    store.index = broken  # type: ignore[method-assign]
+    await start(rt)
+    try:
+        await attached(rt)
+        cids = await publish(amqp, rt.names, N)
+        for _ in range(120):
+            if set((await statuses(redis_client, keys, cids)).values()) == {"routed"}:
+                break
+            await asyncio.sleep(0.25)
+        assert failures == 1
+        assert set((await statuses(redis_client, keys, cids)).values()) == {"routed"}
+        items = await drain(amqp, rt.names.team_queue("ommen", "burgerzaken"), settle=0.3)
+        assert collections.Counter(m.message_id for m in items) == collections.Counter(cids)
+    finally:
+        await rt.close()
+
+
 async def test_a_batch_given_up_while_staging_leaves_no_claim_behind(
     settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any
 ) -> None:

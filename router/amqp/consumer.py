@@ -573,6 +573,12 @@ class AmqpRouter:
                     self._abandoned.add(token)
                     log.info("stopping_with_store_down", requeued=len(batch))
                     return None
+            except BaseException:
+                # Anything else ends the session with the batch unpublished, and may leave this attempt's
+                # claims on the keys it reached (a Redis Cluster node failing mid-pipeline, a client bug):
+                # given up, so that reconcile releases them for the redelivered inputs.
+                self._abandoned.add(token)
+                raise
 
     async def _emit(self, outgoing: _Outgoing, tx: AmqpTx) -> None:
         result = outgoing.result
