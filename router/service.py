@@ -16,7 +16,6 @@ from urllib.parse import urlparse
 
 import aio_pika
 import aiormq
-import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
@@ -65,20 +64,24 @@ from router.http.workspace.oidc import configured_tenants, oidc_routes
 from router.metrics import CountingOutbound, MetricsRegistry, counting_publisher
 from router.metrics.probes import ConsumerProbe, IgnoredMailProbe
 from router.redis.casestore import RedisCaseStore
+from router.redis.client import RedisClient, redis_client
 from router.redis.keys import DEVELOPMENT_SECRET, Keys
 from router.redis.privacy import RedisPersonalData, RedisRunLock
 from router.redis.probes import RedisProbe
 from router.redis.ratelimit import RedisRateLimiter
 from router.redis.scheduler import Scheduler
-from router.redis.store import RedisStore, redis_client
-from router.settings import Settings
+from router.redis.store import RedisStore
+from router.settings import Settings, seed_address
 
 log = logs.get("router.service")
 
 
 async def reachable(url: str, default_port: int, wait: float = 1.0) -> bool:
     parsed = urlparse(url)
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or default_port
+    return await reachable_at(parsed.hostname or "127.0.0.1", parsed.port or default_port, wait)
+
+
+async def reachable_at(host: str, port: int, wait: float = 1.0) -> bool:
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), wait)
     except (TimeoutError, OSError):
@@ -136,7 +139,7 @@ async def _declare_when_reachable(settings: Settings, tenants: dict[str, Tenant]
     await _until_reachable("RabbitMQ", lambda: declare_topology(settings, tenants), settings.startup_timeout)
 
 
-async def _redis_when_reachable(settings: Settings) -> aioredis.Redis:
+async def _redis_when_reachable(settings: Settings) -> RedisClient:
     """A Redis client once the server answers; a Redis that keeps nothing on disk is reported loudly."""
     client = redis_client(settings.redis_url)
 
@@ -152,7 +155,7 @@ async def _redis_when_reachable(settings: Settings) -> aioredis.Redis:
     return client
 
 
-async def _report_durability(client: aioredis.Redis) -> None:
+async def _report_durability(client: RedisClient) -> None:
     try:
         aof = (await client.config_get("appendonly")).get("appendonly")
         save = (await client.config_get("save")).get("save")
@@ -276,7 +279,7 @@ async def build(
     use_embedded = embedded == "always"
     if embedded == "auto":
         amqp_ok = await reachable(settings.amqp_url, 5672)
-        redis_ok = await reachable(settings.redis_url, 6379)
+        redis_ok = await reachable_at(*seed_address(settings.redis_url))
         use_embedded = not amqp_ok and not redis_ok
     keys = keys_for(settings, embedded=use_embedded)
     if use_embedded:
@@ -381,7 +384,7 @@ def watch(runtime: Runtime, *probes: Probe) -> None:
 
 
 def privacy_for(
-    settings: Settings, tenants: dict[str, Tenant], client: aioredis.Redis, keys: Keys, clock: Clock
+    settings: Settings, tenants: dict[str, Tenant], client: RedisClient, keys: Keys, clock: Clock
 ) -> Privacy:
     """Retention and erasure over every store of this deployment that keeps residents' data, the state
     store first (once its timers and outbox are gone nothing publishes about a contact), then the queues.
@@ -439,9 +442,9 @@ async def context_for_runtime(runtime: Runtime, settings: AdapterSettings | None
     embedded), and SMTP acknowledgements when a sender address is configured."""
     settings = settings or AdapterSettings()
     limiter: RateLimiter | None = None
-    client: aioredis.Redis | None = None
+    client: RedisClient | None = None
     if not runtime.embedded:
-        client = aioredis.Redis.from_url(runtime.settings.redis_url)
+        client = redis_client(runtime.settings.redis_url)
         limiter = RedisRateLimiter(
             client,
             keys_for(runtime.settings, embedded=False, warn=False),
@@ -527,7 +530,7 @@ async def workspace_for(runtime: Runtime) -> tuple[WorkspaceConfig, list[Callabl
     if runtime.embedded:
         limiter = MemoryRateLimiter(settings.status_rate_limit, settings.status_rate_window_seconds)
     else:
-        client = aioredis.Redis.from_url(settings.redis_url)
+        client = redis_client(settings.redis_url)
         closers.append(client.aclose)
         limiter = RedisRateLimiter(
             client,

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -89,6 +89,42 @@ class _OidcEnvironment(PydanticBaseSettingsSource):
                 tenant, part = match.group(1).lower(), match.group(2).lower()
                 found.setdefault(tenant, {})[part] = value
         return {"oidc": found} if found else {}
+
+
+# REDIS_URL of a Redis Cluster: its seed nodes (router/redis/client.py makes the client).
+CLUSTER_SCHEME = "redis+cluster"
+
+
+class RedisUrlError(ValueError):
+    pass
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.split("://", 1)[0].lower() == CLUSTER_SCHEME
+
+
+def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
+    """The seed nodes (host, port) of a `redis+cluster://` URL, and its user name and password."""
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    if parts.path not in ("", "/"):
+        raise RedisUrlError("a Redis Cluster has one database: REDIS_URL names no database after the nodes")
+    nodes: list[tuple[str, int]] = []
+    for seed in hosts.split(","):
+        host, _, port = seed.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise RedisUrlError("each node of a redis+cluster:// REDIS_URL is host:port, comma-separated")
+        nodes.append((host.strip("[]"), int(port)))
+    return nodes, unquote(user) or None, unquote(password) or None
+
+
+def seed_address(url: str, default_port: int = 6379) -> tuple[str, int]:
+    """Where to look whether the store is there at all (the first seed node of a cluster)."""
+    if is_cluster_url(url):
+        return cluster_nodes(url)[0][0]
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or default_port
 
 
 class Settings(BaseSettings):
@@ -226,6 +262,13 @@ class Settings(BaseSettings):
         if value and (url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment):
             raise ValueError("PUBLIC_URL must be an http(s) URL such as https://werkplek.gemeente.nl")
         return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if is_cluster_url(value):
+            cluster_nodes(value)  # RedisUrlError (a ValueError) names what is wrong, not the password
+        return value
 
     @field_validator("metrics_port", mode="before")
     @classmethod

@@ -4,6 +4,8 @@
   Redis code on fakeredis. What was published is read from the broker's record, through the bindings the
   real topology declares (router/amqp/declare.py): a team queue takes key `<tenant>.<team>` of `teams`.
 - "real": `embedded="never"`: RabbitMQ and Redis. What was published is read from the declared queues.
+- "cluster": as "real", on a Redis Cluster of three masters that the suite starts (tests/redis_cluster.py),
+  so that every script, transaction and pipeline is shown to keep to one hash slot where it must.
 
 Both build the same Runtime with the same settings and a ManualClock, run its router and serve its API;
 the scheduler is built but not run, so that a test decides when timers fire (`rt.scheduler.tick()`).
@@ -15,7 +17,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import aio_pika
 from aiohttp.test_utils import TestClient, TestServer
@@ -30,7 +32,21 @@ from router.service import build, teams_by_tenant
 from router.settings import Settings
 from tests.harness import EVENTS_TAP, Harness, Received, Taps, collect, drain_queue
 
-BACKENDS = ("embedded", "real")
+BACKENDS = ("embedded", "real", "cluster")
+
+
+class BackendChoice(NamedTuple):
+    """Fixture `backend_kind`: which backend, the test's broker connection (none for "embedded"), and the
+    Redis URL that replaces REDIS_URL (the cluster's)."""
+
+    kind: str
+    amqp: aio_pika.abc.AbstractConnection | None = None
+    redis_url: str | None = None
+
+    def settings(self, settings: Settings) -> Settings:
+        return (
+            settings if self.redis_url is None else settings.model_copy(update={"redis_url": self.redis_url})
+        )
 
 
 async def drain(
@@ -165,7 +181,8 @@ class MemoryTaps:
 async def open_harness(
     kind: str, settings: Settings, clock: ManualClock, amqp: aio_pika.abc.AbstractConnection | None = None
 ) -> AsyncIterator[Harness]:
-    """A running router and API on backend `kind` ("embedded" or "real"; "real" needs `amqp`)."""
+    """A running router and API on backend `kind` (one of BACKENDS; all but "embedded" need `amqp`, and
+    "cluster" settings whose REDIS_URL names the cluster)."""
     assert kind in BACKENDS, kind
     embedded = "always" if kind == "embedded" else "never"
     rt = await build(settings, with_router=True, with_scheduler=True, embedded=embedded, clock=clock)

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,10 @@ from router.core.clock import ManualClock
 from router.core.tenants import Tenant
 from router.core.tenants import load as load_tenants
 from router.settings import Settings
-from tests.backends import BACKENDS, open_harness
+from tests.backends import BACKENDS, BackendChoice, open_harness
 from tests.backends import drain as drain  # re-exported: tests take queues with it
 from tests.harness import AMS, Harness
+from tests.redis_cluster import RedisClusterNodes
 
 # Logs to stderr, as in production (router/logs.py): a command's stdout under test holds only its own
 # output, even while a router in the same process logs. Not cached, so structlog.testing.capture_logs
@@ -175,6 +176,16 @@ def servers() -> None:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    """Three masters on free loopback ports, started once per session (tests/redis_cluster.py)."""
+    nodes = RedisClusterNodes(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield nodes.start()
+    finally:
+        nodes.stop()
+
+
+@pytest.fixture(scope="session")
 def tenants() -> dict[str, Tenant]:
     return load_tenants(RULES)
 
@@ -254,21 +265,24 @@ async def h(
 
 
 @pytest.fixture(params=BACKENDS)
-def backend_kind(request: pytest.FixtureRequest) -> tuple[str, aio_pika.abc.AbstractConnection | None]:
+def backend_kind(request: pytest.FixtureRequest) -> BackendChoice:
     """Which backend, with the real one's server fixtures (they clean the namespace afterwards). A sync
     fixture, so it can ask for those async fixtures only when the real backend is chosen: the embedded
     run needs no server at all."""
     if request.param == "real":
         request.getfixturevalue("redis_client")
-        return "real", request.getfixturevalue("amqp")
-    return "embedded", None
+        return BackendChoice("real", request.getfixturevalue("amqp"))
+    if request.param == "cluster":
+        cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        return BackendChoice("cluster", request.getfixturevalue("amqp"), cluster.url)
+    return BackendChoice("embedded")
 
 
 @pytest.fixture
 async def backend(
-    backend_kind: tuple[str, aio_pika.abc.AbstractConnection | None], settings: Settings, clock: ManualClock
+    backend_kind: BackendChoice, settings: Settings, clock: ManualClock
 ) -> AsyncIterator[Harness]:
     """A running router + API (+ scheduler, ticked by the test) on each backend in turn."""
-    kind, amqp = backend_kind
-    async with open_harness(kind, settings, clock, amqp) as harness:
+    kind, amqp, _ = backend_kind
+    async with open_harness(kind, backend_kind.settings(settings), clock, amqp) as harness:
         yield harness

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import pytest
 
 from router.core.clock import ManualClock
@@ -18,7 +17,7 @@ from router.core.contact import Contact, reference_for
 from router.core.routing import thread_hints
 from router.redis.keys import Keys
 from router.settings import Settings
-from tests.backends import open_harness
+from tests.backends import BackendChoice, open_harness
 from tests.conftest import RULES
 from tests.harness import ALL_KEY, PHONE, Harness
 
@@ -242,14 +241,15 @@ def twin_rules(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def twins(
-    backend_kind: tuple[str, aio_pika.abc.AbstractConnection | None],
+    backend_kind: BackendChoice,
     settings: Settings,
     clock: ManualClock,
     tmp_path: Path,
 ) -> AsyncIterator[Harness]:
     """`backend` with tenants ommen and ommendorp. The namespace clean-up (tests/conftest.py) knows
     the tenants of rules/ only: the twin's queues are deleted here."""
-    kind, amqp = backend_kind
+    kind, amqp, _ = backend_kind
+    settings = backend_kind.settings(settings)
     twin_settings = settings.model_copy(update={"rules_dir": twin_rules(tmp_path)})
     async with open_harness(kind, twin_settings, clock, amqp) as harness:
         yield harness

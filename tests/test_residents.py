@@ -16,13 +16,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import pytest
 
 from router.core.clock import ManualClock
 from router.core.contact import Contact
 from router.settings import Settings
-from tests.backends import open_harness
+from tests.backends import BackendChoice, open_harness
 from tests.conftest import ROOT, RULES
 from tests.harness import ALL_KEY, OMMEN_KEY, Harness, wait_committed
 
@@ -238,12 +237,13 @@ def rules_without_linking(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def unlinked(
-    backend_kind: tuple[str, aio_pika.abc.AbstractConnection | None],
+    backend_kind: BackendChoice,
     settings: Settings,
     clock: ManualClock,
     tmp_path: Path,
 ) -> AsyncIterator[Harness]:
-    kind, amqp = backend_kind
+    kind, amqp, _ = backend_kind
+    settings = backend_kind.settings(settings)
     off = settings.model_copy(update={"rules_dir": rules_without_linking(tmp_path)})
     async with open_harness(kind, off, clock, amqp) as harness:
         yield harness

@@ -13,15 +13,12 @@ import time
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from router.core.casework import CaseState, Change, parse_callback_id
 from router.core.clock import epoch_ms
 from router.core.messages import OutMessage
 from router.core.ports import StoreUnavailable
 from router.core.worklist import HEAD_CALLBACK_FIELDS, HEAD_CONTACT_FIELDS, ItemHead, decode_head, item_head
+from router.redis.client import UNAVAILABLE, RedisClient, execute_pipeline, queue_script
 from router.redis.heads import head_of
 from router.redis.keys import Keys
 
@@ -47,7 +44,7 @@ redis.call('HSET', KEYS[1], 'version', new)
 return new
 """
 
-_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+_ERRORS = UNAVAILABLE
 
 
 def _decoded(row: dict[bytes, bytes]) -> dict[str, str]:
@@ -55,7 +52,7 @@ def _decoded(row: dict[bytes, bytes]) -> dict[str, str]:
 
 
 class RedisCaseStore:
-    def __init__(self, client: aioredis.Redis, keys: Keys):
+    def __init__(self, client: RedisClient, keys: Keys):
         self.r = client
         self.keys = keys
         self._apply = self.r.register_script(APPLY)
@@ -104,8 +101,9 @@ class RedisCaseStore:
     async def commit(self, state: CaseState, change: Change) -> bool:
         keys, args = self._apply_args(state, change)
         try:
-            async with self.r.pipeline(transaction=False) as pipe:
-                await self._apply(keys=keys, args=args, client=pipe)
+
+            def fill(pipe: Any) -> None:
+                queue_script(pipe, self._apply.sha, len(keys), *keys, *args)
                 if change.outbox:
                     pipe.zadd(self.keys.outbox_pending(), {state.cid: int(time.time() * 1000)})
                 if change.fields.get("status") == "closed" and (closed_at := change.fields.get("closed_at")):
@@ -113,7 +111,9 @@ class RedisCaseStore:
                     # an entry for a change that lost its race is dropped by the purge, which re-reads.
                     score = epoch_ms(datetime.fromisoformat(closed_at))
                     pipe.zadd(self.keys.closed(state.tenant), {state.cid: score})
-                result = (await pipe.execute())[0]
+
+            # Run again after a NOSCRIPT: the change is version-checked, the set entries idempotent.
+            result = (await execute_pipeline(self.r, fill, (APPLY,)))[0]
             if int(result) < 0:
                 return False
             after = {**state.fields, **change.fields}

@@ -27,7 +27,6 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
 from router.core.casework import callback_id, timer_members
 from router.core.clock import epoch_ms
@@ -36,6 +35,7 @@ from router.core.erasure import identities
 from router.core.ports import Removal, Subject
 from router.core.retention import Period, RetentionPolicy
 from router.core.tenants import ROUTING_DEADLINE_KINDS
+from router.redis.client import RedisClient, execute_pipeline, queue_script
 from router.redis.keys import Keys
 from router.redis.store import INDEX_KEYS
 
@@ -101,9 +101,7 @@ class RedisPersonalData:
 
     name = "redis"
 
-    def __init__(
-        self, client: aioredis.Redis, keys: Keys, teams: Mapping[str, list[str]], *, batch: int = 500
-    ):
+    def __init__(self, client: RedisClient, keys: Keys, teams: Mapping[str, list[str]], *, batch: int = 500):
         self.r = client
         self.keys = keys
         self.teams = {t: list(ids) for t, ids in teams.items()}
@@ -193,9 +191,10 @@ class RedisPersonalData:
 
     async def _finish(self, plan: Plan, removal: Removal) -> None:
         """The shared entries of a contact whose own keys are gone; idempotent."""
-        async with self.r.pipeline(transaction=False) as pipe:
+
+        def fill(pipe: Any) -> None:
             for key in plan.strings:
-                await self._delete_if(keys=[key], args=plan.owners, client=pipe)
+                queue_script(pipe, self._delete_if.sha, 1, key, *plan.owners)
             for key, members in plan.zsets.items():
                 if members:
                     pipe.zrem(key, *members)
@@ -204,7 +203,8 @@ class RedisPersonalData:
             for key, names in plan.hash_fields.items():
                 if names:
                     pipe.hdel(key, *names)
-            results = await pipe.execute()
+
+        results = await execute_pipeline(self.r, fill, (DELETE_IF_NAMES,))
         n = len(plan.strings)
         removal.add("keys", sum(int(x) for x in results[:n]))
         removal.add("index entries", sum(int(x) for x in results[n:]))
@@ -399,7 +399,7 @@ class RedisPersonalData:
 class RedisRunLock:
     """`RunLock` on one Redis key: SET NX PX, released only by its holder."""
 
-    def __init__(self, client: aioredis.Redis, key: str):
+    def __init__(self, client: RedisClient, key: str):
         self.r = client
         self.key = key
         self._release = self.r.register_script(RELEASE_LOCK)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from router import logs
@@ -25,6 +24,7 @@ from router.core.metrics import (
     WORK_ITEMS_OPEN,
     Sample,
 )
+from router.redis.client import RedisClient
 from router.redis.keys import Keys
 
 log = logs.get("router.redis.probes")
@@ -36,7 +36,7 @@ CALLBACK_MEMBERS = "?" * 36 + "-cb*"
 class RedisProbe:
     ttl = 10.0
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, teams: Mapping[str, Sequence[str]], clock: Clock):
+    def __init__(self, client: RedisClient, keys: Keys, teams: Mapping[str, Sequence[str]], clock: Clock):
         self.r = client
         self.keys = keys
         self.teams = [(tenant, team) for tenant, ids in sorted(teams.items()) for team in ids]

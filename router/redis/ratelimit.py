@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 
-import redis.asyncio as aioredis
-
 from adapters.kit.ratelimit import Verdict, verdict
+from router.redis.client import RedisClient
 from router.redis.keys import Keys
 
 # One key per bucket (cluster-safe): fields tokens and ts (ms). Refill, take one if possible, set a TTL
@@ -29,7 +28,7 @@ return {allowed, tostring(tokens)}
 
 
 class RedisRateLimiter:
-    def __init__(self, client: aioredis.Redis, keys: Keys, capacity: int, window_seconds: float):
+    def __init__(self, client: RedisClient, keys: Keys, capacity: int, window_seconds: float):
         self.client = client
         self.keys = keys
         self.capacity = capacity

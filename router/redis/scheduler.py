@@ -20,10 +20,6 @@ import json
 import time
 from datetime import UTC, datetime
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from router import logs
 from router.core.casework import parse_callback_id
 from router.core.casework_service import Casework
@@ -31,6 +27,7 @@ from router.core.clock import Clock, epoch_ms
 from router.core.deadlines import breach_messages
 from router.core.ports import Outbound
 from router.core.topology import Names
+from router.redis.client import UNAVAILABLE, RedisClient
 from router.redis.keys import Keys
 
 log = logs.get("router.redis.scheduler")
@@ -60,13 +57,13 @@ end
 return out
 """
 
-_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+_ERRORS = UNAVAILABLE
 
 
 class Scheduler:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         keys: Keys,
         names: Names,
         casework: Casework,

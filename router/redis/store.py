@@ -8,15 +8,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from router.core.clock import epoch_ms
 from router.core.erasure import identities_of_json
 from router.core.messages import dumps
 from router.core.ports import ClaimStatus, ContactRecord, Staged, StoreUnavailable
+from router.redis.client import UNAVAILABLE, RedisClient, execute_pipeline, queue_script
+from router.redis.client import redis_client as redis_client  # the processes' client, made here before
 from router.redis.heads import head_of
 from router.redis.keys import Keys
 
@@ -101,21 +98,14 @@ for i = 1, #KEYS do out[i] = redis.call('SRANDMEMBER', KEYS[i], tonumber(ARGV[1]
 return out
 """
 
-_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+_SCRIPTS = (CLAIM_AND_STAGE, COMMIT, JOIN, RELEASE, RESIDENT_MEMBERS)
+_ERRORS = UNAVAILABLE
 # Member of a router's committed-batches set that says the set is complete.
 _RESOLVED = "*resolved*"
 
 
-def redis_client(url: str) -> aioredis.Redis:
-    # A blocking pool waits for a free connection instead of raising under load (STYLE.md).
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=32, timeout=10, socket_timeout=5, socket_connect_timeout=3
-    )
-    return aioredis.Redis(connection_pool=pool, decode_responses=False)
-
-
 class RedisStore:
-    def __init__(self, client: aioredis.Redis, keys: Keys):
+    def __init__(self, client: RedisClient, keys: Keys):
         self.r = client
         self.keys = keys
         self._claim = self.r.register_script(CLAIM_AND_STAGE)
@@ -134,21 +124,7 @@ class RedisStore:
             raise StoreUnavailable(str(exc)) from exc
 
     async def _execute(self, fill: Callable[[Any], None]) -> list[Any]:
-        """One pipeline, one round trip. Scripts go by SHA, without the SCRIPT EXISTS round trip that
-        redis-py adds before every pipeline with registered scripts; when Redis does not know them
-        (restarted, scripts flushed) they are loaded and the pipeline runs once more. That is safe:
-        each pipeline here is idempotent (claims by the same token, index, commit, once-only joins)."""
-        for attempt in (1, 2):
-            async with self.r.pipeline(transaction=False) as pipe:
-                fill(pipe)
-                try:
-                    return await pipe.execute()
-                except NoScriptError:
-                    if attempt == 2:
-                        raise
-            for script in (CLAIM_AND_STAGE, COMMIT, JOIN, RELEASE, RESIDENT_MEMBERS):
-                await self.r.script_load(script)
-        raise AssertionError("unreachable")
+        return await execute_pipeline(self.r, fill, _SCRIPTS)
 
     async def claim_and_stage(self, items: list[Staged], lease_ms: int) -> list[tuple[ClaimStatus, str]]:
         if not items:
@@ -168,7 +144,7 @@ class RedisStore:
                     argv.append(len(fields))
                     for k, v in fields.items():
                         argv += [k, v]
-                pipe.evalsha(self._claim.sha, len(keys), *keys, *argv)
+                queue_script(pipe, self._claim.sha, len(keys), *keys, *argv)
 
         try:
             raw = await self._execute(fill)
@@ -212,7 +188,7 @@ class RedisStore:
                 if item.join is not None:
                     j = item.join
                     keys = [self.keys.contact(j.target), self.keys.history(j.target)]
-                    pipe.evalsha(self._join.sha, len(keys), *keys, item.cid, j.event)
+                    queue_script(pipe, self._join.sha, len(keys), *keys, item.cid, j.event)
                     # Back on the list if it was closed; an open contact keeps its place.
                     pipe.zadd(self.keys.team_items(j.tenant, j.team), {j.target: j.score_ms}, nx=True)
             for key, members in lists.items():
@@ -257,7 +233,7 @@ class RedisStore:
         def fill(pipe: Any) -> None:
             for cid in cids:
                 keys = [self.keys.contact(cid), self.keys.history(cid)]
-                pipe.evalsha(self._commit.sha, len(keys), *keys)
+                queue_script(pipe, self._commit.sha, len(keys), *keys)
             pipe.zrem(self.keys.routing_pending(), *cids)
 
         try:
@@ -273,7 +249,7 @@ class RedisStore:
 
         def fill(pipe: Any) -> None:
             for cid, token in claims:
-                pipe.evalsha(self._release.sha, 1, self.keys.contact(cid), token)
+                queue_script(pipe, self._release.sha, 1, self.keys.contact(cid), token)
             pipe.zrem(self.keys.routing_pending(), *(cid for cid, _ in claims))
 
         try:
@@ -405,7 +381,7 @@ class RedisStore:
 
         def fill(pipe: Any) -> None:
             for tenant_keys in by_tenant.values():
-                pipe.evalsha(self._resident_members.sha, len(tenant_keys), *tenant_keys, per_key)
+                queue_script(pipe, self._resident_members.sha, len(tenant_keys), *tenant_keys, per_key)
 
         try:
             replies = {t: iter(r) for t, r in zip(by_tenant, await self._execute(fill), strict=True)}

@@ -10,7 +10,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import aiohttp
 import pytest
 
@@ -20,6 +19,7 @@ from router.core.erasure import subject
 from router.core.status import status_token
 from router.service import status_secret
 from router.settings import Settings
+from tests.backends import BackendChoice
 from tests.harness import wait_committed
 from tests.workspace.conftest import Workspace, open_workspace
 
@@ -149,13 +149,14 @@ async def test_an_erased_contacts_link_answers_404(real_ws: Workspace) -> None:
 
 @pytest.fixture
 async def limited(
-    backend_kind: tuple[str, aio_pika.abc.AbstractConnection | None],
+    backend_kind: BackendChoice,
     settings: Settings,
     clock: ManualClock,
     tmp_path: Path,
 ) -> AsyncIterator[Workspace]:
     settings = settings.model_copy(update={"status_rate_limit": 3, "status_rate_window_seconds": 600})
-    async with open_workspace(backend_kind[0], settings, clock, tmp_path / "history.sqlite") as workspace:
+    settings = backend_kind.settings(settings)
+    async with open_workspace(backend_kind.kind, settings, clock, tmp_path / "history.sqlite") as workspace:
         yield workspace
 
 

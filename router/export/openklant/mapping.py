@@ -17,19 +17,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from router.core.ports import StoreUnavailable
+from router.redis.client import UNAVAILABLE, RedisClient
 from router.redis.keys import Keys
 
 PENDING = "?"
-_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+_ERRORS = UNAVAILABLE
 
 
 class MappingStore:
-    def __init__(self, client: aioredis.Redis, keys: Keys):
+    def __init__(self, client: RedisClient, keys: Keys):
         self.r = client
         self.keys = keys
 
