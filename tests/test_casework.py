@@ -266,6 +266,26 @@ async def test_timer_survives_a_scheduler_restart_and_a_crash_mid_fire(backend: 
     assert len(await backend.escalations("ommen")) == 1
 
 
+async def test_closing_removes_the_timers_of_its_open_deadlines_itself(backend: Harness) -> None:
+    """Pins router/core/casework.py `close`: `change.timers_remove += timer_members(state.cid, d["kind"])`
+    for each of the contact's deadlines. Closed with its deadlines still open, the contact's timers are
+    gone from Redis at once. The scheduler would skip them as moot once due (the contact is closed), so
+    only the timers themselves show a close that forgot them."""
+    cid = await backend.route("ommen", "mail", "Losse stoeptegel voor de deur")
+    r, timers = backend.rt.casework.store.r, Keys(backend.rt.settings.namespace).timers()
+
+    async def of_contact() -> list[str]:
+        members = [m.decode() if isinstance(m, bytes) else m for m in await r.zrange(timers, 0, -1)]
+        return [m for m in members if m.startswith(cid)]
+
+    assert await of_contact()  # the control: routed, the contact has its deadlines' timers
+    resp = await backend.client.post(
+        f"/v1/contacts/{cid}/close", headers=ALL_KEY, json={"resolution": "Opgelost"}
+    )
+    assert resp.status == 200
+    assert await of_contact() == []
+
+
 async def test_closing_drops_timers_and_open_callbacks(backend: Harness) -> None:
     cid = await backend.route("ommen", "mail", "Losse stoeptegel voor de deur")
     resp = await backend.client.post(
