@@ -47,6 +47,9 @@ log = logs.get("router.amqp")
 HEARTBEAT_INTERVAL = 2.0
 HEARTBEAT_TTL_MS = 10_000
 HEARTBEAT_STALE = 5.0
+# Longest wait for one store call of a batch (stage, record): a call that hangs (seen in redis-py's cluster
+# client while a master restarts) is taken for "store unavailable" and made again: both are idempotent.
+STORE_CALL_TIMEOUT = 15.0
 
 _CONNECTION_ERRORS = (
     aiormq.exceptions.AMQPError,
@@ -560,8 +563,8 @@ class AmqpRouter:
         self._batches += 1
         while True:
             try:
-                return await self.core.stage(batch, token)
-            except StoreUnavailable as exc:
+                return await asyncio.wait_for(self.core.stage(batch, token), STORE_CALL_TIMEOUT)
+            except (StoreUnavailable, TimeoutError) as exc:
                 # Keep the deliveries (unacked, so not counted as redeliveries) and wait for the store.
                 self.last_error = f"store unavailable: {exc}"
                 log.warning("store_unavailable_batch_held", size=len(batch))
@@ -613,9 +616,9 @@ class AmqpRouter:
         self.routed += len(result.routed)
         while True:
             try:
-                await self.core.after_commit(result)
+                await asyncio.wait_for(self.core.after_commit(result), STORE_CALL_TIMEOUT)
                 return
-            except StoreUnavailable:
+            except (StoreUnavailable, TimeoutError):
                 log.warning("store_unavailable_after_commit", batch=result.token, size=len(result.routed))
                 await asyncio.sleep(0.5)
 
