@@ -31,8 +31,9 @@ from router.core.residents import CANDIDATE_FIELDS
 from router.core.rules import LoadedRules, Residents, load_dir
 from router.core.tenants import Tenant, build
 from router.core.topology import Names
+from router.redis.client import redis_client
 from router.redis.keys import Keys
-from router.redis.store import RedisStore, redis_client
+from router.redis.store import RedisStore
 
 TENANT = "ommen"
 

@@ -142,7 +142,7 @@ async def _serve(
     from router.export.openklant.mapping import MappingStore
     from router.export.openklant.sync import ContactSync, Target
     from router.redis.casestore import RedisCaseStore
-    from router.redis.store import redis_client
+    from router.redis.client import redis_client
     from router.service import install_signal_handlers, keys_for
 
     log = logs.get("router.cli.export")

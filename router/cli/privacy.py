@@ -46,8 +46,8 @@ async def _runtime(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from router import logs
     from router.core.clock import SystemClock
     from router.core.tenants import load
+    from router.redis.client import redis_client
     from router.redis.privacy import RedisPersonalData
-    from router.redis.store import redis_client
     from router.service import keys_for, privacy_for
 
     settings = settings_from(args)

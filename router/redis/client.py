@@ -61,10 +61,10 @@ async def execute_pipeline(
 ) -> list[Any]:
     """`fill` a pipeline without a transaction and run it in one round trip (per node on a cluster).
 
-    Scripts go by SHA (`queue_script`), without the SCRIPT EXISTS round trip that
-    redis-py's own pipelines add before every run with scripts, and which its cluster pipeline does not
-    do at all. When a server does not know them (restarted, scripts flushed, a new cluster node) they are
-    loaded (on every master of a cluster) and the pipeline runs once more. Callers' pipelines must be
+    Scripts go by SHA (`queue_script`), without the SCRIPT EXISTS round trip that redis-py's own
+    pipelines add before every run with scripts, and which its cluster pipeline does not do at all.
+    When a server does not know them (restarted, scripts flushed, a new cluster node) they are loaded
+    (on every master of a cluster) and the pipeline runs once more. Callers' pipelines must be
     idempotent for that: claims by the same token, version-checked changes, sets with scores."""
     for attempt in (1, 2):
         async with client.pipeline(transaction=False) as pipe:

@@ -13,7 +13,6 @@ from router.core.erasure import identities_of_json
 from router.core.messages import dumps
 from router.core.ports import ClaimStatus, ContactRecord, Staged, StoreUnavailable
 from router.redis.client import UNAVAILABLE, RedisClient, execute_pipeline, queue_script
-from router.redis.client import redis_client as redis_client  # the processes' client, made here before
 from router.redis.heads import head_of
 from router.redis.keys import Keys
 
