@@ -66,6 +66,38 @@ async def until_all_routed(redis_client: Any, keys: Keys, cids: list[str], withi
         await asyncio.sleep(0.25)
 
 
+@pytest.mark.parametrize("where", ["redis", "cluster"])
+async def test_a_router_with_a_heartbeat_is_never_settled_and_a_settled_one_never_beats_again(
+    settings: Settings, redis_client: Any, request: pytest.FixtureRequest, where: str
+) -> None:
+    """The heartbeat and the repair's lock exclude each other in one step on the store, so that no router
+    goes on committing under an id whose claims another router is settling (the three keys share a slot,
+    which the cluster shows)."""
+    from router.redis.client import redis_client as client_for
+    from router.redis.store import RedisStore
+
+    url = request.getfixturevalue("redis_cluster").url if where == "cluster" else settings.redis_url
+    client = client_for(url)
+    store = RedisStore(client, Keys(settings.namespace))
+    try:
+        assert await store.heartbeat("r-alive", 5_000)
+        assert not await store.lock_resolution("r-alive", 5_000), "alive: not to be settled"
+        assert await store.lock_resolution("r-gone", 5_000), "no heartbeat: to be settled"
+        assert not await store.lock_resolution("r-gone", 5_000), "one router settles it at a time"
+        assert not await store.heartbeat("r-gone", 5_000), "being settled: may not come back"
+        assert await store.alive(["r-alive", "r-gone"]) == {"r-alive"}
+        await store.record_committed_batches("r-done", {"r-done.1"})
+        assert not await store.heartbeat("r-done", 5_000), "settled: may not come back"
+        assert await store.committed_batches("r-done") == {"r-done.1"}
+    finally:
+        for rid in ("r-alive", "r-gone", "r-done"):
+            keys = Keys(settings.namespace)
+            await client.delete(keys.router_alive(rid))
+            await client.delete(keys.router_resolving(rid))
+            await client.delete(keys.router_committed(rid))
+        await client.aclose()
+
+
 @pytest.mark.parametrize("broker_committed", [True, False])
 async def test_a_dead_routers_claims_are_settled_by_the_next_router(
     settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any, broker_committed: bool
@@ -192,3 +224,85 @@ async def test_a_batch_given_up_while_staging_leaves_no_claim_behind(
         assert collections.Counter(m.message_id for m in items) == collections.Counter(cids)
     finally:
         await rt.close()
+
+
+async def test_a_router_settled_as_gone_while_it_lives_goes_on_under_a_new_id(
+    settings: Settings,
+    amqp: aio_pika.abc.AbstractConnection,
+    redis_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store is away from one router long enough for its heartbeat to expire, and another router
+    settles its claims from its marker queue (and deletes the queue). Then the first router's store comes
+    back. Its id must be finished: under the old id, the markers of its later batches went to a queue
+    that was gone, and the settlement recorded for that id was taken as complete, so that when the router
+    died with a batch committed but not recorded, that batch's contacts were released instead of routed
+    and stayed `routing` for good (seen on a Redis Cluster, RELIABILITY.md)."""
+    from router.amqp import consumer
+    from router.core.ports import StoreUnavailable
+
+    monkeypatch.setattr(consumer, "HEARTBEAT_INTERVAL", 0.2)
+    monkeypatch.setattr(consumer, "HEARTBEAT_TTL_MS", 1000)
+    monkeypatch.setattr(consumer, "HEARTBEAT_STALE", 0.5)
+    settings = settings.model_copy(update={"claim_lease_ms": 1000, "router_batch_size": 100})
+    keys = Keys(settings.namespace)
+    first = await build(settings, with_router=True, embedded="never")
+    second = await build(settings, with_router=True, embedded="never")
+    third: Runtime | None = None
+    assert isinstance(first.router, AmqpRouter) and first.router.repair is not None
+    repair = first.router.repair
+    heartbeat, release = repair.heartbeat, repair.release
+    try:
+        await start(first)
+        await attached(first)
+        routed_before = await publish(amqp, first.names, N)
+        await until_all_routed(redis_client, keys, routed_before)
+        original_id = first.router.router_id
+
+        async def down(*_: Any) -> bool:
+            raise StoreUnavailable("injected")
+
+        # The store away for the first router's heartbeat and releases: the heartbeat expires, and a
+        # batch it claims meanwhile is neither committed (stale) nor released by itself.
+        repair.heartbeat = down  # type: ignore[method-assign]
+        repair.release = down  # type: ignore[method-assign]
+        await asyncio.sleep(1.5)
+        while_away = await publish(amqp, first.names, N)
+        for _ in range(100):
+            if "routing" in (await statuses(redis_client, keys, while_away)).values():
+                break
+            await asyncio.sleep(0.1)
+        await start(second)  # settles the first router's claims: the router looks gone
+        await until_all_routed(redis_client, keys, while_away)
+        assert await repair.committed_batches(original_id) is not None, "the first router was settled"
+
+        # The store is back for the first router; then it dies with a batch committed, not recorded.
+        repair.heartbeat = heartbeat  # type: ignore[method-assign]
+        repair.release = release  # type: ignore[method-assign]
+        await second.close()
+        stuck = asyncio.Event()
+
+        async def hang(*_: Any) -> None:
+            stuck.set()
+            await asyncio.Event().wait()
+
+        first.router.core.after_commit = hang  # type: ignore[method-assign]
+        last = await publish(amqp, first.names, N)
+        await asyncio.wait_for(stuck.wait(), 30)
+        await asyncio.sleep(0.5)
+        assert "routing" in (await statuses(redis_client, keys, last)).values()
+        assert first.router.router_id != original_id, "the settled id is not used again"
+        await die(first, redis_client, keys)
+
+        third = await build(settings, with_router=True, embedded="never")
+        await start(third)
+        everything = routed_before + while_away + last
+        await until_all_routed(redis_client, keys, everything)
+        assert set((await statuses(redis_client, keys, everything)).values()) == {"routed"}
+        items = await drain(amqp, first.names.team_queue("ommen", "burgerzaken"), settle=0.3)
+        assert collections.Counter(m.message_id for m in items) == collections.Counter(everything)
+    finally:
+        for rt in (third, second, first):
+            if rt is not None:
+                with contextlib.suppress(Exception):
+                    await rt.close()

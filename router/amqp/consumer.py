@@ -392,12 +392,25 @@ class AmqpRouter:
         if self.repair is None:
             return
         try:
-            await self.repair.heartbeat(self.router_id, HEARTBEAT_TTL_MS)
+            if not await self.repair.heartbeat(self.router_id, HEARTBEAT_TTL_MS):
+                self._renew_identity()
+                await self.repair.heartbeat(self.router_id, HEARTBEAT_TTL_MS)
             self._heartbeat_ok = time.monotonic()
         except StoreUnavailable:
             pass  # stale after HEARTBEAT_STALE: this router then commits nothing
         except Exception as exc:
             log.error("heartbeat_failed", error=type(exc).__name__)
+
+    def _renew_identity(self) -> None:
+        """Our heartbeat expired (the store was away) and another router has begun to settle our claims
+        from our marker queue, which it then deletes: this id is finished. Its batches in doubt are that
+        router's to settle; ours go on under a new id, with a new marker queue from the next session on
+        (AmqpRouter._emit commits nothing before)."""
+        old = self.router_id
+        self.router_id = uuid.uuid4().hex[:12]
+        self.marker_queue = marker_queue(self.names, self.router_id)
+        self._in_doubt.clear()
+        log.warning("router_settled_as_gone", old_router=old, router=self.router_id)
 
     async def _release_claims(self) -> None:
         """Give up the claims of batches the broker did not commit, so that their redelivered inputs
@@ -589,6 +602,8 @@ class AmqpRouter:
             # Others take a router whose heartbeat has expired for gone and settle its claims: one that
             # cannot renew it must not commit any more (the batch is rolled back and redelivered).
             raise ConnectionError("heartbeat to the store is stale: not committing")
+        if tx.marker_queue != self.marker_queue:
+            raise ConnectionError("router id renewed: not committing before a new session")
         if tracing.enabled():
             await self._emit_traced(result, tx)
         else:

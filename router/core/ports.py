@@ -164,7 +164,10 @@ class Repair(Protocol):
         """Give up claims (contact id, token) whose batch the broker did not commit."""
         ...
 
-    async def heartbeat(self, router_id: str, ttl_ms: int) -> None: ...
+    async def heartbeat(self, router_id: str, ttl_ms: int) -> bool:
+        """Renew a router's heartbeat; False (and not renewed) once a repair has begun to settle it as
+        gone: that router id is finished for good."""
+        ...
 
     async def forget_router(self, router_id: str) -> None: ...
 
@@ -176,7 +179,10 @@ class Repair(Protocol):
 
     async def record_committed_batches(self, router_id: str, batches: set[str]) -> None: ...
 
-    async def lock_resolution(self, router_id: str, ttl_ms: int) -> bool: ...
+    async def lock_resolution(self, router_id: str, ttl_ms: int) -> bool:
+        """Take the lock to settle a router as gone: only when its heartbeat has expired and no other
+        router holds the lock."""
+        ...
 
 
 class Tx(Protocol):

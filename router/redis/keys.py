@@ -75,17 +75,20 @@ class Keys:
         claimed (wall-clock ms): what the in-doubt repair looks at."""
         return f"{self.prefix}routing:pending"
 
+    # A router's three keys share the slot {<router id>}: its heartbeat and the repair's lock on it are
+    # set by scripts that look at each other (router/redis/store.py, HEARTBEAT and LOCK_RESOLUTION).
+
     def router_alive(self, router_id: str) -> str:
         """A router's heartbeat (expires when the router is gone)."""
-        return f"{self.prefix}router:{router_id}:alive"
+        return f"{self.prefix}router:{{{router_id}}}:alive"
 
     def router_committed(self, router_id: str) -> str:
         """Set: the batches of a router that is gone that its broker commits show were committed."""
-        return f"{self.prefix}router:{router_id}:committed"
+        return f"{self.prefix}router:{{{router_id}}}:committed"
 
     def router_resolving(self, router_id: str) -> str:
         """Lock: one router at a time finds out what a gone router committed."""
-        return f"{self.prefix}router:{router_id}:resolving"
+        return f"{self.prefix}router:{{{router_id}}}:resolving"
 
     def timers(self) -> str:
         """Sorted set of pending timers '<subject>|<kind>|<phase>', scored by due time (epoch ms)."""

@@ -97,6 +97,23 @@ for i = 1, #KEYS do out[i] = redis.call('SRANDMEMBER', KEYS[i], tonumber(ARGV[1]
 return out
 """
 
+# KEYS[1] the router's heartbeat, KEYS[2] the repair's lock on it, KEYS[3] its committed batches as
+# found by a repair. ARGV[1] TTL ms. A router that others have begun to settle (or settled) as gone stays
+# gone: it must take a new id, or its later commits would carry an id whose markers nobody reads again.
+HEARTBEAT = """
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+return 1
+"""
+
+# KEYS[1] the heartbeat of the router to settle, KEYS[2] the lock. ARGV[1] TTL ms. Only a router without a
+# heartbeat is settled, and from the lock on, HEARTBEAT refuses to bring it back.
+LOCK_RESOLUTION = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 1 end
+return 0
+"""
+
 _SCRIPTS = (CLAIM_AND_STAGE, COMMIT, JOIN, RELEASE, RESIDENT_MEMBERS)
 _ERRORS = UNAVAILABLE
 # Member of a router's committed-batches set that says the set is complete.
@@ -112,6 +129,8 @@ class RedisStore:
         self._join = self.r.register_script(JOIN)
         self._release = self.r.register_script(RELEASE)
         self._resident_members = self.r.register_script(RESIDENT_MEMBERS)
+        self._heartbeat = self.r.register_script(HEARTBEAT)
+        self._lock_resolution = self.r.register_script(LOCK_RESOLUTION)
 
     async def close(self) -> None:
         await self.r.aclose()
@@ -282,9 +301,14 @@ class RedisStore:
             if not committed and lease
         ]
 
-    async def heartbeat(self, router_id: str, ttl_ms: int) -> None:
+    async def heartbeat(self, router_id: str, ttl_ms: int) -> bool:
+        keys = [
+            self.keys.router_alive(router_id),
+            self.keys.router_resolving(router_id),
+            self.keys.router_committed(router_id),
+        ]
         try:
-            await self.r.set(self.keys.router_alive(router_id), b"1", px=ttl_ms)
+            return bool(await self._heartbeat(keys=keys, args=[ttl_ms]))
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
@@ -326,7 +350,8 @@ class RedisStore:
 
     async def lock_resolution(self, router_id: str, ttl_ms: int) -> bool:
         try:
-            return bool(await self.r.set(self.keys.router_resolving(router_id), b"1", nx=True, px=ttl_ms))
+            keys = [self.keys.router_alive(router_id), self.keys.router_resolving(router_id)]
+            return bool(await self._lock_resolution(keys=keys, args=[ttl_ms]))
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
