@@ -214,11 +214,15 @@ async def _evidence(store: Any, keys: Keys, cids: list[str], routers: list[Route
         raw = await store.hgetall(keys.contact(cid))
         fields = {k.decode(): v.decode() for k, v in raw.items()}
         shown = {k: fields.get(k) for k in ("status", "committed", "batch", "lease", "team", "routed_at")}
-        lines.append(f"  {cid}: {shown}")
+        pending = await store.zscore(keys.routing_pending(), cid)
+        timers = await store.zrangebyscore(keys.timers(), "-inf", "+inf", start=0, num=1)
+        lines.append(f"  {cid}: {shown} routing_pending={pending} timers_present={bool(timers)}")
         batch = fields.get("batch") or fields.get("lease")
         for proc in routers:
             for e in proc.events():
-                if e.get("contact_id") == cid or (batch and e.get("batch") == batch):
+                if e.get("event") == "in_doubt_repaired":
+                    lines.append(f"    {proc.name} {e.get('timestamp')} {e}")
+                elif e.get("contact_id") == cid or (batch and e.get("batch") == batch):
                     lines.append(
                         f"    {proc.name} {e.get('timestamp')} {e.get('event')} batch={e.get('batch')}"
                     )

@@ -16,6 +16,7 @@ arrives. A cancel notification ends the session at once, and a watchdog checks t
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import socket
@@ -125,7 +126,7 @@ class AmqpTx:
         # the router's marker queue tells whether the commit happened (see AmqpRouter._resolve_in_doubt).
         batch_id = result.token
         persistent = aiormq.spec.Basic.Properties(delivery_mode=2)
-        self._add_publish("", self.marker_queue, batch_id.encode(), persistent)
+        self._add_publish("", self.marker_queue, marker_body(result), persistent)
         frames, self._frames = self._frames, []
         underlay = self.underlay
         if underlay.is_closed:
@@ -143,6 +144,19 @@ class AmqpTx:
 
     async def _commit(self) -> None:
         await self.channel.transaction().commit(timeout=30)
+
+
+def marker_body(result: BatchResult) -> bytes:
+    """A commit marker: the batch's token, then the ids of the contacts it claimed, a line each. With the
+    ids, a repair can mark a committed batch's contacts routed even where the store lost its list of
+    pending claims (a Redis Cluster master that restarted)."""
+    return "\n".join([result.token, *(p.staged.cid for p in result.routed)]).encode()
+
+
+def parse_marker(body: bytes) -> tuple[str, list[str]]:
+    """(token, contact ids) of a commit marker; a marker of an older router holds the token only."""
+    token, *cids = body.decode().split("\n")
+    return token, cids
 
 
 def marker_queue(names: Names, router_id: str) -> str:
@@ -219,6 +233,7 @@ class AmqpRouter:
         self.repair = repair
         self.lease_ms = lease_ms
         self._heartbeat_ok = 0.0  # monotonic time of the last heartbeat Redis took
+        self._registered: str | None = None  # the id that the store knows this router by
 
     @property
     def consumer_attached(self) -> bool:
@@ -354,7 +369,7 @@ class AmqpRouter:
         # Unacked until the store has learnt them: killed meanwhile, this router leaves the markers to
         # the repair of whoever takes its claims over (AmqpRouter.reconcile).
         while (msg := await markers.get(no_ack=False, fail=False)) is not None:
-            committed.add(msg.body.decode())
+            committed.add(parse_marker(msg.body)[0])
             last = msg
         for batch_id, result in self._in_doubt:
             if batch_id not in committed:
@@ -396,6 +411,10 @@ class AmqpRouter:
                 self._renew_identity()
                 await self.repair.heartbeat(self.router_id, HEARTBEAT_TTL_MS)
             self._heartbeat_ok = time.monotonic()
+            if self._registered != self.router_id:
+                # After the heartbeat: a router known and without one is taken for gone.
+                await self.repair.register_router(self.router_id)
+                self._registered = self.router_id
         except StoreUnavailable:
             pass  # stale after HEARTBEAT_STALE: this router then commits nothing
         except Exception as exc:
@@ -445,21 +464,36 @@ class AmqpRouter:
             # Our own, never published: their inputs are back in the queue and wait for these claims.
             await self.repair.release(abandoned)
             log.info("abandoned_claims_released", size=len(abandoned))
-        if not by_router:
+        # Routers with lapsed claims, and every router that ever beat: one whose claims the store no
+        # longer lists (a master that restarted) is still settled from its markers.
+        known = await self.repair.known_routers() - {self.router_id}
+        candidates = sorted(set(by_router) | known)
+        if not candidates:
             return 0
-        alive = await self.repair.alive(sorted(by_router))
+        alive = await self.repair.alive(candidates)
         settled = 0
-        for router_id, claims in sorted(by_router.items()):
+        for router_id in candidates:
             if router_id in alive:
                 continue  # slow, not gone: it settles its own claims
             committed = await self._committed_batches_of(connection, router_id)
             if committed is None:
                 continue
+            if router_id in known:
+                await self.repair.unregister_router(router_id)
+            claims = by_router.get(router_id, [])
+            if not claims:
+                continue
             done = [cid for cid, token in claims if token in committed]
             await self.repair.commit_claimed(done)
             await self.repair.release([(cid, token) for cid, token in claims if token not in committed])
             log.info(
-                "in_doubt_repaired", router=router_id, routed=len(done), released=len(claims) - len(done)
+                "in_doubt_repaired",
+                router=router_id,
+                routed=len(done),
+                released=len(claims) - len(done),
+                # Ids only: which attempts were settled, and which of them the broker had committed.
+                batches=dict(collections.Counter(token for _, token in claims)),
+                committed=sorted(committed),
             )
             settled += len(claims)
         return settled
@@ -479,6 +513,7 @@ class AmqpRouter:
         channel = await connection.channel()
         try:
             batches: set[str] = set()
+            claims: list[tuple[str, str]] = []
             try:
                 markers = await channel.declare_queue(name, passive=True)
             except aio_pika.exceptions.ChannelClosed:
@@ -487,7 +522,11 @@ class AmqpRouter:
             else:
                 # Unacked until recorded: a router killed meanwhile leaves them for the next one.
                 while (msg := await markers.get(no_ack=False, fail=False)) is not None:
-                    batches.add(msg.body.decode())
+                    token, cids = parse_marker(msg.body)
+                    batches.add(token)
+                    claims.extend((cid, token) for cid in cids)
+            # Every contact of a committed batch, also those the store no longer lists as pending.
+            await self.repair.commit_claims(claims)
             await self.repair.record_committed_batches(router_id, batches)
             if not channel.is_closed:
                 await channel.queue_delete(name)

@@ -86,6 +86,10 @@ class Keys:
         """Set: the batches of a router that is gone that its broker commits show were committed."""
         return f"{self.prefix}router:{{{router_id}}}:committed"
 
+    def routers_known(self) -> str:
+        """Set: ids of routers that have started and were neither stopped cleanly nor settled as gone."""
+        return f"{self.prefix}routers:known"
+
     def router_resolving(self, router_id: str) -> str:
         """Lock: one router at a time finds out what a gone router committed."""
         return f"{self.prefix}router:{{{router_id}}}:resolving"

@@ -49,11 +49,13 @@ end
 return {'ok', ''}
 """
 
-# KEYS[1] contact hash, KEYS[2] history list. Whoever learns that the broker committed the contact's
-# batch (its router, or the repair after that router is gone) marks it routed from what the claim
-# staged: the final status and the history entries (one JSON document per line).
+# KEYS[1] contact hash, KEYS[2] history list; ARGV[1] (optional) the token whose claim it must be.
+# Whoever learns that the broker committed the contact's batch (its router, or the repair after that
+# router is gone) marks it routed from what the claim staged: the final status and the history entries
+# (one JSON document per line).
 COMMIT = """
 if redis.call('HGET', KEYS[1], 'committed') == '1' then return 0 end
+if ARGV[1] and redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
 local final = redis.call('HGET', KEYS[1], '_final') or 'routed'
 local history = redis.call('HGET', KEYS[1], '_history') or ''
 local batch = redis.call('HGET', KEYS[1], 'lease') or ''
@@ -259,6 +261,21 @@ class RedisStore:
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
+    async def commit_claims(self, claims: list[tuple[str, str]]) -> None:
+        """Mark routed the contacts whose claim is still that attempt's (idempotent)."""
+        if not claims:
+            return
+
+        def fill(pipe: Any) -> None:
+            for cid, token in claims:
+                keys = [self.keys.contact(cid), self.keys.history(cid)]
+                queue_script(pipe, self._commit.sha, len(keys), *keys, token)
+
+        try:
+            await self._execute(fill)
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
     async def release(self, claims: list[tuple[str, str]]) -> None:
         """Give up the claims (contact id, token) of attempts the broker did not commit, so that the
         redelivered input (or a copy) takes the contact over."""
@@ -316,6 +333,26 @@ class RedisStore:
         """A router that stops cleanly: nothing of it is left to repair."""
         try:
             await self.r.delete(self.keys.router_alive(router_id))
+            await self.r.srem(self.keys.routers_known(), router_id)
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def register_router(self, router_id: str) -> None:
+        try:
+            await self.r.sadd(self.keys.routers_known(), router_id)
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def known_routers(self) -> set[str]:
+        try:
+            members: set[bytes] = await self.r.smembers(self.keys.routers_known())  # type: ignore[assignment]
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return {m.decode() for m in members}
+
+    async def unregister_router(self, router_id: str) -> None:
+        try:
+            await self.r.srem(self.keys.routers_known(), router_id)
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
