@@ -12,7 +12,6 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 import aio_pika
 import aiormq
@@ -28,6 +27,7 @@ from adapters.kit.registry import list_adapters
 from adapters.kit.settings import AdapterSettings
 from adapters.kit.wiring import build_context, readiness_checks
 from router import logs
+from router.amqp import connect as amqp_connect
 from router.amqp import declare as amqp_declare
 from router.amqp.consumer import AmqpRouter
 from router.amqp.live import LiveEvents
@@ -76,11 +76,6 @@ from router.settings import Settings, seed_address
 log = logs.get("router.service")
 
 
-async def reachable(url: str, default_port: int, wait: float = 1.0) -> bool:
-    parsed = urlparse(url)
-    return await reachable_at(parsed.hostname or "127.0.0.1", parsed.port or default_port, wait)
-
-
 async def reachable_at(host: str, port: int, wait: float = 1.0) -> bool:
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), wait)
@@ -97,7 +92,9 @@ def teams_by_tenant(tenants: dict[str, Tenant]) -> dict[str, list[str]]:
 
 
 async def declare_topology(settings: Settings, tenants: dict[str, Tenant]) -> None:
-    connection = await aio_pika.connect(settings.amqp_url, client_properties={"connection_name": "topology"})
+    connection = await amqp_connect.connect(
+        settings.amqp_url, client_properties={"connection_name": "topology"}
+    )
     async with connection:
         channel = await connection.channel()
         await amqp_declare.declare(
@@ -234,7 +231,7 @@ class Runtime:
         return f"router consumer not attached ({last})" if last else "router consumer not attached"
 
     async def _broker_check(self) -> str | None:
-        ok = await reachable(self.settings.amqp_url, 5672)
+        ok = await amqp_connect.reachable(self.settings.amqp_url)
         return None if ok else "broker unreachable"
 
     async def close(self) -> None:
@@ -278,7 +275,7 @@ async def build(
     teams = teams_by_tenant(tenants)
     use_embedded = embedded == "always"
     if embedded == "auto":
-        amqp_ok = await reachable(settings.amqp_url, 5672)
+        amqp_ok = await amqp_connect.reachable(settings.amqp_url)
         redis_ok = await reachable_at(*seed_address(settings.redis_url))
         use_embedded = not amqp_ok and not redis_ok
     keys = keys_for(settings, embedded=use_embedded)

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from router.broker_url import amqp_addresses
+
 
 class OidcProvider(BaseModel):
     """A tenant's OpenID Connect provider for the workspace sign-in (docs/workspace.md, "Sign-in"), from
@@ -184,6 +186,13 @@ class Settings(BaseSettings):
     # The development sign-in (pick a demo agent, no password): unset, on in the embedded mode only. On
     # while a tenant has an OpenID provider configured, the process refuses to start.
     workspace_dev_signin: bool | None = None
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_url(cls, value: str) -> str:
+        # One broker or the nodes of a cluster; AmqpUrlError (a ValueError) never names the password.
+        amqp_addresses(value)
+        return value
 
     @field_validator("workspace_dev_signin", mode="before")
     @classmethod

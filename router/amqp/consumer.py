@@ -35,6 +35,7 @@ from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
 from router import logs, tracing
+from router.amqp import connect as amqp_connect
 from router.core import topology
 from router.core.pipeline import BatchResult, RoutingCore
 from router.core.ports import Delivery, Repair, StoreUnavailable
@@ -291,7 +292,7 @@ class AmqpRouter:
             backoff = min(backoff * 2, 5.0)
 
     async def _session(self) -> None:
-        connection = await aio_pika.connect(
+        connection = await amqp_connect.connect(
             self.url, client_properties={"connection_name": self.connection_name}
         )
         try:

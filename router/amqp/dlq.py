@@ -28,6 +28,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage
 
+from router.amqp import connect as amqp_connect
 from router.core import topology
 from router.core.redact import dead_letter_id
 from router.core.topology import Names
@@ -147,7 +148,7 @@ class DeadLetterQueue:
 
     async def __aenter__(self) -> DeadLetterQueue:
         try:
-            self._connection = await aio_pika.connect(
+            self._connection = await amqp_connect.connect(
                 self.url, client_properties={"connection_name": "contact-router dlq"}, timeout=10
             )
         except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:

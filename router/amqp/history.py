@@ -23,6 +23,7 @@ import aio_pika
 import aio_pika.abc
 
 from router import logs
+from router.amqp import connect as amqp_connect
 from router.amqp.declare import quorum_args
 from router.amqp.reconnect import reconnecting
 from router.core import topology
@@ -46,7 +47,9 @@ async def declare_history_queue(
 
 async def consumers_of_history_queue(url: str, names: Names) -> int:
     """How many consumers the history queue has now (for a health check); raises if it does not exist."""
-    conn = await aio_pika.connect(url, timeout=10.0, client_properties={"connection_name": "history-check"})
+    conn = await amqp_connect.connect(
+        url, timeout=10.0, client_properties={"connection_name": "history-check"}
+    )
     try:
         channel = await conn.channel()
         queue = await channel.declare_queue(names(HISTORY_QUEUE), passive=True)
@@ -97,7 +100,9 @@ class HistoryConsumer:
         self.ready = False
 
     async def _session(self) -> None:
-        conn = await aio_pika.connect(self.url, client_properties={"connection_name": self.connection_name})
+        conn = await amqp_connect.connect(
+            self.url, client_properties={"connection_name": self.connection_name}
+        )
         try:
             channel = await conn.channel()
             await channel.set_qos(prefetch_count=self.batch * 2)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 import aio_pika
 
 from router import logs
+from router.amqp import connect as amqp_connect
 from router.core import topology
 from router.core.topology import Names
 
@@ -29,7 +30,7 @@ class LiveEvents:
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
-        self.connection = await aio_pika.connect_robust(
+        self.connection = await amqp_connect.connect_robust(
             self.url, client_properties={"connection_name": "workspace-live"}
         )
         channel = await self.connection.channel()

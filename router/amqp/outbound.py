@@ -6,6 +6,7 @@ import asyncio
 
 import aio_pika
 
+from router.amqp import connect as amqp_connect
 from router.core.ports import OutMessage
 
 
@@ -23,7 +24,7 @@ class AmqpOutbound:
         async with self._lock:
             if self._channel is None or self._channel.is_closed:
                 if self._connection is None or self._connection.is_closed:
-                    self._connection = await aio_pika.connect_robust(
+                    self._connection = await amqp_connect.connect_robust(
                         self.url,
                         client_properties={"connection_name": self.connection_name},
                         timeout=self.timeout,

@@ -17,6 +17,7 @@ import aio_pika
 import aio_pika.abc
 
 from router import logs
+from router.amqp import connect as amqp_connect
 from router.core import topology
 from router.core.history import HISTORY_QUEUE
 from router.core.metrics import DEPENDENCY_PING, DEPENDENCY_UP, QUEUE_CONSUMERS, QUEUE_MESSAGES, Sample
@@ -60,7 +61,7 @@ class QueueProbe:
 
     async def _open(self) -> aio_pika.abc.AbstractChannel:
         if self._connection is None or self._connection.is_closed:
-            self._connection = await aio_pika.connect(
+            self._connection = await amqp_connect.connect(
                 self.url, timeout=self.timeout, client_properties={"connection_name": "metrics"}
             )
             self._channel = None

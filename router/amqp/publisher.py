@@ -16,6 +16,7 @@ import aio_pika
 
 from adapters.kit.publisher import PublishError
 from router import tracing
+from router.amqp import connect as amqp_connect
 from router.core import topology
 from router.core.contact import Contact
 from router.core.topology import Names
@@ -70,7 +71,7 @@ class AmqpContactPublisher:
             if self._exchange is not None and self._channel is not None and not self._channel.is_closed:
                 return self._exchange
             if self._connection is None or self._connection.is_closed:
-                self._connection = await aio_pika.connect_robust(
+                self._connection = await amqp_connect.connect_robust(
                     self.url,
                     client_properties={"connection_name": self.connection_name},
                     timeout=self.timeout,

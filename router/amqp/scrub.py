@@ -33,6 +33,7 @@ import aiormq
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
+from router.amqp import connect as amqp_connect
 from router.amqp import dlq
 from router.core import topology
 from router.core.erasure import matches
@@ -83,7 +84,7 @@ class QueueScrubber:
 
     async def __aenter__(self) -> QueueScrubber:
         try:
-            self._connection = await aio_pika.connect(
+            self._connection = await amqp_connect.connect(
                 self.url,
                 client_properties={"connection_name": "contact-router privacy"},
                 timeout=self.timeout,

@@ -61,11 +61,12 @@ def _check(args: argparse.Namespace) -> int:
 async def _queue_counts(settings: Any, tenants: list[str]) -> int:
     import aio_pika
 
+    from router.amqp import connect as amqp_connect
     from router.core import topology
     from router.core.topology import Names
 
     names = Names(settings.namespace)
-    conn = await aio_pika.connect(
+    conn = await amqp_connect.connect(
         settings.amqp_url, timeout=10, client_properties={"connection_name": "export-check"}
     )
     healthy = True

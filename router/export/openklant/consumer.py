@@ -31,6 +31,7 @@ import aio_pika.abc
 import orjson
 
 from router import logs
+from router.amqp import connect as amqp_connect
 from router.amqp.declare import quorum_args
 from router.amqp.publisher import dead_letter_message
 from router.amqp.reconnect import reconnecting
@@ -131,7 +132,9 @@ class ExportConsumer:
         self.ready = False
 
     async def _session(self) -> None:
-        conn = await aio_pika.connect(self.url, client_properties={"connection_name": self.connection_name})
+        conn = await amqp_connect.connect(
+            self.url, client_properties={"connection_name": self.connection_name}
+        )
         try:
             setup = await conn.channel()
             await declare_export_queues(setup, self.names, self.tenants)
