@@ -526,8 +526,10 @@ class AmqpRouter:
                     token, cids = parse_marker(msg.body)
                     batches.add(token)
                     claims.extend((cid, token) for cid in cids)
-            # Every contact of a committed batch, also those the store no longer lists as pending.
-            await self.repair.commit_claims(claims)
+            # Every contact of a committed batch, also those the store no longer lists as pending (up to
+            # 1,000 markers of 100: in parts, so that no pipeline grows without bound).
+            for i in range(0, len(claims), 2000):
+                await self.repair.commit_claims(claims[i : i + 2000])
             await self.repair.record_committed_batches(router_id, batches)
             if not channel.is_closed:
                 await channel.queue_delete(name)
