@@ -14,6 +14,12 @@
 4. rule cost: a tenant with 10 routes against one with 500 (generated, bench/workload.py);
 5. one table with router/ceiling ratios; JSON in bench/results/ (timestamped and latest.json).
 
+`--scale-out` (phase scale_out, not in the default run) drains the same number of contacts through 1
+and then 2 router processes on the same queue, broker and Redis, and prints contacts/s, the routers'
+CPU seconds per 1,000 contacts (summed over the processes), RabbitMQ's and Redis's CPU per contact
+(beam.smp and redis-server from /proc), Redis memory per open item, and whether each contact arrived
+exactly once (by id); the inputs of docs/capacity.md.
+
 Contacts answered on the phone are closed at once and publish no team item: the drain counts the
 contacts that do (the mix is known) and scales by the mix, see docs/performance.md.
 """
@@ -57,6 +63,7 @@ from router.settings import Settings
 RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEMS = ("ceiling_confirm", "ceiling_tx", "router")
 PHASES = ("throughput", "latency", "memory", "rules")
+ALL_PHASES = (*PHASES, "scale_out")  # scale_out only when asked for (--scale-out or --phases)
 Contact = tuple[str, str, bytes]  # routing key, contact id, body
 
 
@@ -74,6 +81,10 @@ class Params:
     rules_repeats: int = 2
     core_rounds: int = 5
     rule_counts: tuple[int, int] = (10, 500)
+    # Scale-out: contacts per drain (~20 s or more at one router's rate), router processes per drain.
+    scale_out_n: int = 60_000
+    scale_out_routers: tuple[int, ...] = (1, 2)
+    scale_out_repeats: int = 1
     batch_size: int = 100
     prefetch: int = 300
     linger_ms: float = 0.0
@@ -88,6 +99,7 @@ class Params:
             return cls(
                 mode="quick", throughput_n=1000, repeats=1, latency_seconds=0.3, latency_warmup=0.05,
                 memory_n=300, memory_first=100, rules_n=100, rules_repeats=1, core_rounds=2,
+                scale_out_n=600,
             )  # fmt: skip
         if mode == "full":
             return cls(mode="full", throughput_n=50_000, memory_n=200_000, rules_n=20_000)
@@ -137,6 +149,36 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def host_jiffies() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot, from /proc/stat."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def redis_key_kind(name: str) -> str:
+    """The kind of a router key (router/redis/keys.py), without the namespace: what the memory is spent on."""
+    if name.startswith("contact:"):
+        rest = name.split("}", 1)[1]
+        return "contact" if not rest else "contact_" + rest.lstrip(":").split(":", 1)[0]
+    if name.startswith("team:"):
+        return "team_" + name.rsplit(":", 1)[1]
+    return name.split(":", 1)[0].strip("{}")
+
+
+# Kept after a contact is closed, until the tenant's retention term (rules: closed_contacts) has passed:
+# its own keys and the look-up keys naming it. The team lists, their heads and the timers are for open ones.
+KEPT_AFTER_CLOSE = ("contact", "contact_history", "contact_callback", "ref", "thread", "resident")
+
+
+def message_contact_id(msg: aio_pika.abc.AbstractIncomingMessage) -> str:
+    raw = (msg.headers or {}).get(topology.H_CONTACT_ID)
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -151,6 +193,38 @@ def find_pid(comm: str) -> int | None:
                 if (d / "comm").read_text().strip() == comm:
                     return int(d.name)
     return None
+
+
+def listener_pid(port: int) -> int | None:
+    """The local process listening on TCP `port` (from /proc/net/tcp*, then the owner of that socket):
+    the broker or Redis the bench talks to, when other RabbitMQ nodes or Redis servers run beside it."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                if any(os.readlink(fd) in inodes for fd in (d / "fd").iterdir()):
+                    return int(d.name)
+    return None
+
+
+def server_pid(url: str, default_port: int, comm: str) -> int | None:
+    """The pid of the server at `url` if it runs on this machine, else the first process named `comm`."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.split(",", 1)[0])
+    if parts.hostname in ("127.0.0.1", "localhost", "::1"):
+        pid = listener_pid(parts.port or default_port)
+        if pid is not None:
+            return pid
+    return find_pid(comm)
 
 
 def arrives(body: bytes) -> bool:
@@ -188,8 +262,8 @@ class Bench:
         self.redis: aioredis.Redis | None = None
         self.procs: list[subprocess.Popen[bytes]] = []
         self._poll: aio_pika.abc.AbstractChannel | None = None
-        self.broker_pid = find_pid("beam.smp")
-        self.redis_pid = find_pid("redis-server")
+        self.broker_pid = server_pid(settings.amqp_url, 5672, "beam.smp")
+        self.redis_pid = server_pid(settings.redis_url, 6379, "redis-server")
 
     def say(self, text: str) -> None:
         if self.echo:
@@ -231,6 +305,12 @@ class Bench:
             except Exception:
                 channel = await self.conn.channel()
         await self.conn.close()
+        await self.wipe_redis()
+        await self.redis.aclose()
+
+    async def wipe_redis(self) -> None:
+        """Delete every key of the namespace (no router may be running: as before its first start)."""
+        assert self.redis is not None
         batch = []
         async for key in self.redis.scan_iter(match=f"{self.ns}*", count=1000):
             batch.append(key)
@@ -239,7 +319,24 @@ class Bench:
                 batch = []
         if batch:
             await self.redis.unlink(*batch)
-        await self.redis.aclose()
+
+    async def redis_memory(self) -> tuple[int, dict[str, int], int]:
+        """used_memory of the whole server, MEMORY USAGE of the namespace's keys summed by kind of key
+        (bytes), and the number of those keys: the first sees every client of a shared Redis, the others
+        only this run. A shared sorted set or hash (team lists, timers) is counted whole (SAMPLES 0)."""
+        assert self.redis is not None
+        used = int((await self.redis.info("memory"))["used_memory"])
+        keys: list[bytes] = [k async for k in self.redis.scan_iter(match=f"{self.ns}*", count=1000)]
+        by_kind: dict[str, int] = {}
+        for i in range(0, len(keys), 1000):
+            chunk = keys[i : i + 1000]
+            pipe = self.redis.pipeline(transaction=False)
+            for key in chunk:
+                pipe.memory_usage(key, samples=0)
+            for key, size in zip(chunk, await pipe.execute(), strict=True):
+                kind = redis_key_kind(key.decode()[len(self.ns) :])
+                by_kind[kind] = by_kind.get(kind, 0) + (size or 0)
+        return used, by_kind, len(keys)
 
     async def counts(self, queues: Iterable[str]) -> int:
         """Ready messages in `queues` (passive declares on one polling channel)."""
@@ -351,28 +448,36 @@ class Bench:
         if proc in self.procs:
             self.procs.remove(proc)
 
-    async def wait_ready(self, proc: subprocess.Popen[bytes], within: float = 60) -> None:
+    async def wait_ready(self, *procs: subprocess.Popen[bytes], within: float = 60) -> None:
+        """Until each of `procs` (one consumer each) has attached its consumer to router.contacts."""
         end = time.monotonic() + within
-        while await self.consumers(self.names(topology.ROUTER_QUEUE)) < 1:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}; see {self.log_dir}")
+        while await self.consumers(self.names(topology.ROUTER_QUEUE)) < len(procs):
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}; see {self.log_dir}")
             if time.monotonic() > end:
-                raise RuntimeError(f"{proc.args!r} did not attach a consumer in {within} s")
+                raise RuntimeError(f"{procs[0].args!r} ×{len(procs)}: no consumers within {within} s")
             await asyncio.sleep(0.05)
 
     # ------------------------------------------------------------------------------ measurements
 
     async def drain(
-        self, system: str, contacts: Sequence[Contact], rules_dir: Path | None = None
-    ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-        """Pre-load `contacts`, start `system` and time the drain. Returns the still running process."""
+        self, system: str, contacts: Sequence[Contact], rules_dir: Path | None = None, processes: int = 1
+    ) -> tuple[list[subprocess.Popen[bytes]], dict[str, Any]]:
+        """Pre-load `contacts`, start `processes` of `system` on the same queue and time the drain. Returns
+        the still running processes; CPU per contact is summed over them."""
         await self.purge(self.team_queues)
+        broker_before = self._cpu(self.broker_pid)
         await self.publish(contacts)
+        # The broker's CPU for taking the contacts in (publish with confirms into the quorum queue).
+        broker_ingress = self._cpu(self.broker_pid) - broker_before
         assert await self.counts([self.names(topology.ROUTER_QUEUE)]) == len(contacts)
         expected = len(contacts) if system != "router" else sum(arrives(b) for _k, _c, b in contacts)
-        launched = (time.monotonic(), 0, 0.0, self._cpu(self.broker_pid), self._cpu(self.redis_pid))
-        proc = self.start(system, rules_dir)
-        await self.wait_ready(proc)  # start-up is not drain time (and the 10-90 % window excludes it too)
+        launched = (time.monotonic(), 0, 0.0, self._cpu(self.broker_pid), self._cpu(self.redis_pid),
+                    *host_jiffies())  # fmt: skip
+        procs = [self.start(system, rules_dir) for _ in range(processes)]
+        proc = procs[0]
+        await self.wait_ready(*procs)  # start-up is not drain time (and the 10-90 % window excludes it too)
         spy = None
         if self.profile is not None and system == "router":
             # Collapsed stacks of the router process during its first drain (py-spy must be installed).
@@ -386,17 +491,20 @@ class Bench:
             self.profile = None
         t_start = time.monotonic()
         samples: list[tuple[float, int]] = []
-        cpu: list[tuple[float, int, float, float, float]] = []  # t, arrived, process, broker, redis
+        # t, arrived, the processes, broker, redis; busy and all clock ticks of the host
+        cpu: list[tuple[float, int, float, float, float, int, int]] = []
         deadline = t_start + 120 + len(contacts) / 100
         while True:
             n = await self.counts(self.team_queues)
             t = time.monotonic()
             samples.append((t, n))
-            cpu.append((t, n, cpu_seconds(proc.pid), self._cpu(self.broker_pid), self._cpu(self.redis_pid)))
+            mine = sum(cpu_seconds(p.pid) for p in procs)
+            cpu.append((t, n, mine, self._cpu(self.broker_pid), self._cpu(self.redis_pid), *host_jiffies()))
             if n >= expected:
                 break
-            if proc.poll() is not None or t > deadline:
-                self.stop(proc)
+            if any(p.poll() is not None for p in procs) or t > deadline:
+                for p in procs:
+                    self.stop(p)
                 raise RuntimeError(f"{system}: {n} of {expected} arrived; see {self.log_dir}")
             await asyncio.sleep(0.05)
         if spy is not None:
@@ -417,6 +525,7 @@ class Bench:
             rate, basis = len(contacts) / (c1[0] - c0[0]), "from launch"
         wall = c1[0] - c0[0] or float("nan")
         window = (c1[1] - c0[1]) * len(contacts) / expected or float("nan")  # contacts in the CPU window
+        ticks = c1[6] - c0[6]
         # What arrived in the end (more than expected: a contact routed twice) and what is left unrouted.
         await asyncio.sleep(0.5)
         dead = await self.counts([self.names(topology.DEAD), self.names(topology.UNROUTABLE)])
@@ -437,12 +546,21 @@ class Bench:
                 "process": round(100 * (c1[2] - c0[2]) / wall, 1),
                 "rabbitmq": round(100 * (c1[3] - c0[3]) / wall, 1),
                 "redis": round(100 * (c1[4] - c0[4]) / wall, 1),
+                # The whole machine, all cores (100 % = every core busy): what else ran meanwhile.
+                "host_all_cores": round(100 * (c1[5] - c0[5]) / ticks, 1) if ticks else float("nan"),
             },
+            "processes": processes,
             "cpu_us_per_contact": round(1e6 * (c1[2] - c0[2]) / window, 1),
+            # What the broker and Redis spent per contact in the same window (routing: deliver, ack,
+            # the router's publishes and commits; Redis: the router's claims, index and commits), and
+            # the broker per contact taken in while the bench pre-loaded them.
+            "rabbitmq_us_per_contact": round(1e6 * (c1[3] - c0[3]) / window, 1),
+            "redis_us_per_contact": round(1e6 * (c1[4] - c0[4]) / window, 1),
+            "rabbitmq_ingress_us_per_contact": round(1e6 * broker_ingress / len(contacts), 1),
             "dead_or_unroutable": dead,
             "rss_kb": rss_kb(proc.pid),
         }
-        return proc, result
+        return procs, result
 
     @staticmethod
     def _cpu(pid: int | None) -> float:
@@ -461,8 +579,7 @@ class Bench:
 
         async def on_message(msg: aio_pika.abc.AbstractIncomingMessage) -> None:
             now = time.monotonic_ns()
-            raw = (msg.headers or {}).get(topology.H_CONTACT_ID)
-            cid = raw.decode() if isinstance(raw, bytes) else str(raw)
+            cid = message_contact_id(msg)
             if cid in seen:
                 twice[0] += 1
                 return
@@ -598,6 +715,106 @@ class Bench:
             "stream_rate": round(total / wall, 1),
         }
 
+    async def take_arrivals(self) -> list[str]:
+        """Consume every message waiting in the team queues (they are gone afterwards): their contact ids."""
+        assert self.conn is not None
+        total = await self.counts(self.team_queues)
+        ids: list[str] = []
+        done = asyncio.Event()
+        if total == 0:
+            done.set()
+
+        async def on_message(msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+            ids.append(message_contact_id(msg))
+            if len(ids) >= total:
+                done.set()
+
+        channel = await self.conn.channel()
+        for q in self.team_queues:
+            await (await channel.get_queue(q, ensure=False)).consume(on_message, no_ack=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 60 + total / 1000)
+        await channel.close()
+        return ids
+
+    async def scale_out(self) -> dict[str, Any]:
+        """The same number of contacts through 1, then 2 (…) router processes on the same queue; Redis wiped
+        of the namespace before each drain, so that its memory afterwards is this drain's open items."""
+        rows: list[dict[str, Any]] = []
+        counts = self.p.scale_out_routers
+        for rep in range(self.p.scale_out_repeats):
+            # Every other repeat in reverse order, so that a drift in the machine's load favours no one.
+            for k in counts[:: 1 if rep % 2 == 0 else -1]:
+                await self.purge(self.team_queues)
+                await self.wipe_redis()
+                used0, kinds0, _ = await self.redis_memory()
+                load0 = os.getloadavg()[0]
+                contacts = make_contacts(self.p.scale_out_n, seed=300 + rep, run=f"s{rep}x{k}{self.ns}")
+                procs, res = await self.drain("router", contacts, processes=k)
+                for proc in procs:
+                    self.stop(proc)  # a quiet Redis for the memory figures; the routers' CPU was counted
+                used1, kinds1, n_keys = await self.redis_memory()
+                kinds = {k: kinds1.get(k, 0) - kinds0.get(k, 0) for k in sorted(set(kinds0) | set(kinds1))}
+                kept = sum(v for k, v in kinds.items() if k in KEPT_AFTER_CLOSE)
+                ids = await self.take_arrivals()
+                want = {cid for _k, cid, body in contacts if arrives(body)}
+                got = set(ids)
+                row = {
+                    "routers": k,
+                    "repeat": rep + 1,
+                    "contacts": len(contacts),
+                    "rate": round(res["rate"], 1),
+                    "router_cpu_s_per_1000": round(res["cpu_us_per_contact"] / 1000, 3),
+                    "rabbitmq_us_per_contact": res["rabbitmq_us_per_contact"],
+                    "rabbitmq_ingress_us_per_contact": res["rabbitmq_ingress_us_per_contact"],
+                    "redis_us_per_contact": res["redis_us_per_contact"],
+                    "cpu_pct": res["cpu_pct"],
+                    # Open items: contacts with a team item (an answered phone note is closed at once).
+                    "open_items": len(want),
+                    "redis_used_memory_delta": used1 - used0,
+                    "redis_bytes_per_open_item": round((used1 - used0) / max(1, len(want))),
+                    "redis_key_bytes_per_open_item": round(sum(kinds.values()) / max(1, len(want))),
+                    # Of those, what stays after the contact is closed (per contact routed).
+                    "redis_kept_bytes_per_contact": round(kept / len(contacts)),
+                    "redis_key_bytes_by_kind": kinds,
+                    "redis_keys_per_contact": round(n_keys / len(contacts), 2),
+                    # Exactly once, by id: every expected team item there, none twice, none unexpected.
+                    "team_items": len(ids),
+                    "routed_twice": len(ids) - len(got),
+                    "missing": len(want - got),
+                    "unexpected": len(got - want),
+                    "left_in_input": res["left_in_input"],
+                    "dead_or_unroutable": res["dead_or_unroutable"],
+                    "load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
+                    "drain": res,
+                }
+                row["exactly_once"] = (
+                    row["routed_twice"] == row["missing"] == row["unexpected"] == row["left_in_input"] == 0
+                    and row["dead_or_unroutable"] == 0
+                )
+                rows.append(row)
+                self.say(
+                    f"  scale-out {k} router(s): {row['rate']:,.0f}/s, router CPU "
+                    f"{row['router_cpu_s_per_1000']:.3f} s/1,000, broker "
+                    f"{row['rabbitmq_us_per_contact']:.0f} µs/contact, Redis "
+                    f"{row['redis_bytes_per_open_item']:,} B/open item, "
+                    f"exactly once: {row['exactly_once']}"
+                )
+                await self.forget(contacts)
+        await self.wipe_redis()
+        by = {k: [r for r in rows if r["routers"] == k] for k in counts}
+        figures = ("rate", "router_cpu_s_per_1000", "rabbitmq_us_per_contact",
+                   "rabbitmq_ingress_us_per_contact", "redis_us_per_contact",
+                   "redis_bytes_per_open_item", "redis_key_bytes_per_open_item",
+                   "redis_kept_bytes_per_contact")  # fmt: skip
+        summary: dict[str, Any] = {
+            str(k): {key: statistics.median(r[key] for r in rs) for key in figures} for k, rs in by.items()
+        }
+        if len(counts) > 1:
+            first, last = str(counts[0]), str(counts[-1])
+            summary["speedup"] = round(summary[last]["rate"] / summary[first]["rate"], 2)
+        return {"runs": rows, "median": summary, "exactly_once": all(r["exactly_once"] for r in rows)}
+
     def core_cost(
         self, tenants: dict[int, Tenant], contacts: Sequence[Contact], rounds: int = 5
     ) -> dict[int, float]:
@@ -641,6 +858,7 @@ async def run(
     warm: subprocess.Popen[bytes] | None = None
     async with Bench(params, settings, rules_dir, log_dir, echo, profile) as b:
         out["namespace"] = b.ns
+        out["host"]["server_pids"] = {"rabbitmq": b.broker_pid, "redis": b.redis_pid}
         # 1. throughput: ceiling and router interleaved, so that the ratio of each repeat is fair.
         rates: dict[str, list[float]] = {s: [] for s in systems}
         details: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
@@ -650,7 +868,7 @@ async def run(
             # Every other repeat in reverse order, so that a drift in the machine's load favours no one.
             for system in systems[:: 1 if rep % 2 == 0 else -1]:
                 contacts = make_contacts(params.throughput_n, seed=rep, run=f"t{rep}{system}{b.ns}")
-                proc, res = await b.drain(system, contacts)
+                [proc], res = await b.drain(system, contacts)
                 rates[system].append(res["rate"])
                 details[system].append(res)
                 b.say(
@@ -710,7 +928,7 @@ async def run(
                     contacts = make_contacts(
                         params.rules_n, seed=50 + rep, tenants=("ommen",), run=f"r{rep}{n}{b.ns}"
                     )
-                    proc, res = await b.drain("router", contacts, d)
+                    [proc], res = await b.drain("router", contacts, d)
                     b.stop(proc)
                     await b.forget(contacts)
                     rule_rates[n].append(res["rate"])
@@ -724,6 +942,12 @@ async def run(
             out["rules"]["ratio_pct"] = spread(
                 [100 * h / low for h, low in zip(rule_rates[hi], rule_rates[lo], strict=True)]
             )
+
+        # 5. scale-out: 1 and 2 router processes, same broker and Redis (docs/capacity.md).
+        if "scale_out" in phases:
+            counts = ", ".join(map(str, params.scale_out_routers))
+            b.say(f"scale-out: {params.scale_out_n:,} contacts per drain through {counts} router(s)")
+            out["scale_out"] = await b.scale_out()
     out["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     out["seconds"] = round((datetime.now(UTC) - started).total_seconds(), 1)
     out["goals"] = goals(out)
@@ -777,8 +1001,62 @@ def host_info() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- output
 
 
+def scale_out_table(r: dict[str, Any]) -> str:
+    p, s = r["params"], r["scale_out"]
+    head = ("routers", "contacts/s", "router CPU s/1,000", "broker µs/contact", "broker in µs",
+            "Redis µs/contact", "Redis B/open item", "host CPU %", "exactly once")  # fmt: skip
+    widths = (8, 11, 19, 18, 13, 17, 18, 11, 13)
+
+    def line(cells: Sequence[str]) -> str:
+        return "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True))
+
+    lines = [
+        f"contact-router bench --scale-out: {p['scale_out_n']:,} contacts per drain through "
+        f"{', '.join(map(str, p['scale_out_routers']))} router process(es), {p['scale_out_repeats']} "
+        f"round(s); {r['host']['cpus']} CPUs; {r['started_at']}",
+        "",
+        line(head),
+    ]
+    for row in s["runs"]:
+        lines.append(
+            line(
+                [
+                    str(row["routers"]),
+                    f"{row['rate']:,.0f}",
+                    f"{row['router_cpu_s_per_1000']:.3f}",
+                    f"{row['rabbitmq_us_per_contact']:,.0f}",
+                    f"{row['rabbitmq_ingress_us_per_contact']:,.0f}",
+                    f"{row['redis_us_per_contact']:,.0f}",
+                    f"{row['redis_bytes_per_open_item']:,}",
+                    f"{row['cpu_pct']['host_all_cores']:.0f}",
+                    "yes" if row["exactly_once"] else "NO",
+                ]
+            )
+        )
+    lines.append("")
+    for k, m in ((k, v) for k, v in s["median"].items() if k != "speedup"):
+        lines.append(
+            f"{k} router(s), Redis by MEMORY USAGE of the run's keys: "
+            f"{m['redis_key_bytes_per_open_item']:,.0f} B per open item, of which kept after close "
+            f"{m['redis_kept_bytes_per_contact']:,.0f} B per contact"
+        )
+    if "speedup" in s["median"]:
+        lines.append(f"contacts/s, last over first router count (medians): {s['median']['speedup']:.2f}×")
+    lines += [
+        "",
+        "CPU: /proc over the 10-90 % window of each drain; router CPU summed over the processes; broker =",
+        "beam.smp while routing, 'in' while the bench published the contacts; Redis B/open item: used_memory",
+        "after the drain minus before (namespace wiped first) / contacts left open; host CPU % of all cores.",
+    ]
+    if p["mode"] == "quick":
+        lines += ["--quick: too few contacts for these figures to mean anything (run without it)."]
+    return "\n".join(lines)
+
+
 def table(r: dict[str, Any]) -> str:
     p, g = r["params"], r["goals"]
+    if tuple(p["phases"]) == ("scale_out",):
+        return scale_out_table(r)
     t = r.get("throughput", {})
     systems = [s for s in SYSTEMS if s in t]
     w, first = 24, 34
@@ -852,6 +1130,8 @@ def table(r: dict[str, Any]) -> str:
         "ceiling: bare aio-pika pass-through (consume → publish → ack) on the same quorum queues, with",
         "confirms or with AMQP transactions; ! = fell behind the offered rate; ranges: min–max of the runs.",
     ]
+    if "scale_out" in r:
+        lines += ["", scale_out_table(r)]
     return "\n".join(lines)
 
 
@@ -895,7 +1175,8 @@ def _finite(value: Any) -> Any:
 def write(r: dict[str, Any], results_dir: Path) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     stamp = r["started_at"].replace(":", "-").replace("+00-00", "Z")
-    path = results_dir / f"{stamp}-{r['params']['mode']}.json"
+    suffix = "-scale-out" if tuple(r["params"]["phases"]) == ("scale_out",) else ""
+    path = results_dir / f"{stamp}-{r['params']['mode']}{suffix}.json"
     text = json.dumps(_finite(r), indent=2, ensure_ascii=False, allow_nan=False, default=str) + "\n"
     path.write_text(text, encoding="utf-8")
     (results_dir / "latest.json").write_text(text, encoding="utf-8")
@@ -909,8 +1190,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="a few hundred contacts: does it run (seconds)")
     mode.add_argument("--full", action="store_true", help="memory up to 200,000 contacts, 50,000 per drain")
-    p.add_argument("--n", type=int, help="contacts per throughput drain")
-    p.add_argument("--repeats", type=int, help="throughput runs per system")
+    p.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="only the scale-out phase: the same contacts through 1, then 2 routers (docs/capacity.md)",
+    )
+    p.add_argument("--n", type=int, help="contacts per throughput drain (with --scale-out: per drain of it)")
+    p.add_argument("--repeats", type=int, help="throughput runs per system (with --scale-out: rounds)")
+    p.add_argument("--routers", help="router processes per scale-out drain, comma-separated (default 1,2)")
     p.add_argument("--memory-n", type=int, help="contacts fed to the memory run")
     p.add_argument("--rates", help="offered rates for latency, comma-separated (default 100,500,1000)")
     p.add_argument("--latency-seconds", type=float, help="seconds of load per offered rate")
@@ -918,7 +1205,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile", type=Path, help="py-spy the router's first drain into this file (collapsed stacks)"
     )
-    p.add_argument("--phases", help=f"comma-separated subset of {','.join(PHASES)} (default: all)")
+    p.add_argument(
+        "--phases", help=f"comma-separated subset of {','.join(ALL_PHASES)} (default: all but scale_out)"
+    )
     p.add_argument("--systems", help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all)")
     p.add_argument(
         "--router-cmd",
@@ -929,10 +1218,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def params_from(args: argparse.Namespace) -> Params:
     p = Params.for_mode("quick" if args.quick else "full" if args.full else "default")
     changes: dict[str, Any] = {}
+    if args.scale_out:
+        if args.phases:
+            raise SystemExit("--scale-out runs the scale-out phase only: give it or --phases, not both")
+        changes["phases"] = ("scale_out",)
+        changes["systems"] = ("router",)
     if args.n:
-        changes["throughput_n"] = args.n
+        changes["scale_out_n" if args.scale_out else "throughput_n"] = args.n
     if args.repeats:
-        changes["repeats"] = args.repeats
+        changes["scale_out_repeats" if args.scale_out else "repeats"] = args.repeats
+    if args.routers:
+        routers = tuple(int(x) for x in args.routers.split(","))
+        if not routers or min(routers) < 1:
+            raise SystemExit("--routers: one or more counts of at least 1, e.g. 1,2")
+        changes["scale_out_routers"] = routers
     if args.memory_n:
         changes["memory_n"] = args.memory_n
     if args.rates:
@@ -941,7 +1240,7 @@ def params_from(args: argparse.Namespace) -> Params:
         changes["latency_seconds"] = args.latency_seconds
     if args.router_cmd:
         changes["router_cmd"] = tuple(shlex.split(args.router_cmd))
-    for name, allowed in (("phases", PHASES), ("systems", SYSTEMS)):
+    for name, allowed in (("phases", ALL_PHASES), ("systems", SYSTEMS)):
         if getattr(args, name):
             chosen = tuple(x.strip() for x in getattr(args, name).split(","))
             if unknown := set(chosen) - set(allowed):

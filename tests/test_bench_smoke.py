@@ -93,3 +93,48 @@ def test_quick_bench_writes_every_figure(servers: None, tmp_path: Path) -> None:
     }
     for goal in r["goals"].values():
         assert _number(goal["value"]) and isinstance(goal["met"], bool)
+
+
+def test_scale_out_routes_each_contact_once_through_one_and_two_routers(
+    servers: None, tmp_path: Path
+) -> None:
+    """`--scale-out`: the same number of contacts through 1 and then 2 router processes on one queue; the
+    table has a row per router count with positive figures, and each contact arrived once, by id."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--scale-out", "--results-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    head = "routers contacts/s router CPU s/1,000"
+    assert head in " ".join(proc.stdout.split()), proc.stdout
+    # The table's rows: routers, seven figures, and "yes" or "NO" for exactly once.
+    rows = [cells for line in proc.stdout.splitlines() if (cells := line.split())[-1:] in (["yes"], ["NO"])]
+    assert [row[0] for row in rows] == ["1", "2"], proc.stdout
+    for row in rows:
+        assert len(row) == 9 and all(float(x.replace(",", "")) > 0 for x in row[1:6]), row  # rate, CPU
+        assert row[-1] == "yes", proc.stdout
+
+    [stamped] = [p for p in tmp_path.glob("*.json") if p.name != "latest.json"]
+    assert stamped.name.endswith("-quick-scale-out.json")
+    r = _strict(stamped.read_text(encoding="utf-8"))
+    assert "throughput" not in r or not r["throughput"]  # only the scale-out phase ran
+    s = r["scale_out"]
+    assert [run["routers"] for run in s["runs"]] == [1, 2]
+    for run in s["runs"]:
+        assert run["contacts"] == r["params"]["scale_out_n"] > 0
+        assert run["drain"]["processes"] == run["routers"]
+        for key in ("rate", "router_cpu_s_per_1000", "rabbitmq_us_per_contact", "redis_us_per_contact",
+                    "redis_key_bytes_per_open_item"):  # fmt: skip
+            assert _number(run[key]) and run[key] > 0, (key, run)
+        # used_memory is the whole (shared) server's: a number, positive unless another client freed more.
+        assert _number(run["redis_bytes_per_open_item"]), run
+        # Exactly once: every expected team item by contact id, none twice, none unexpected or left over.
+        assert run["team_items"] == run["open_items"] > 0, run
+        assert run["routed_twice"] == run["missing"] == run["unexpected"] == 0, run
+        assert run["left_in_input"] == run["dead_or_unroutable"] == 0, run
+        assert run["exactly_once"] is True
+    assert s["exactly_once"] is True
+    assert _number(s["median"]["speedup"])
