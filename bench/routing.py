@@ -102,7 +102,11 @@ class Params:
                 scale_out_n=600,
             )  # fmt: skip
         if mode == "full":
-            return cls(mode="full", throughput_n=50_000, memory_n=200_000, rules_n=20_000)
+            # Issue 21, item 4: the four goals and the 1-vs-2-router table from one run; RSS up to 1M.
+            return cls(
+                mode="full", throughput_n=50_000, memory_n=1_000_000, rules_n=20_000,
+                phases=ALL_PHASES,
+            )  # fmt: skip
         return cls()
 
 
@@ -961,16 +965,17 @@ def goals(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if ratio and ratio["median"] is not None:
         g["throughput_ratio_pct"] = {
             "value": ratio["median"],
-            "target": ">= 50",
-            "met": ratio["median"] >= 50,
+            "target": ">= 70",
+            "met": ratio["median"] >= 70,
         }
     at500 = r.get("latency", {}).get("500", {})
-    if at500.get("router") and at500.get("ceiling_confirm"):
-        value = round(at500["router"]["p99_ms"] / at500["ceiling_confirm"]["p99_ms"], 2)
+    # Against ceiling_tx: the pass-through that does on the broker what the router does (issue 21).
+    if at500.get("router") and at500.get("ceiling_tx"):
+        value = round(at500["router"]["p99_ms"] / at500["ceiling_tx"]["p99_ms"], 2)
         g["p99_ratio_at_500"] = {
-            "value": value, "target": "<= 2.0", "met": value <= 2.0,
+            "value": value, "target": "<= 2.0", "met": value <= 2.0, "of": "ceiling_tx",
             "of_medians_over_runs": len(at500["router"].get("runs", [])),
-            "per_run": p99_ratios(at500),
+            "per_run": p99_ratios(at500, "ceiling_tx"),
         }  # fmt: skip
     if "memory" in r:
         m = r["memory"]
@@ -1074,14 +1079,14 @@ def table(r: dict[str, Any]) -> str:
         f"contact-router bench ({p['mode']}): {p['throughput_n']:,} contacts per drain, "
         f"{p['repeats']} run(s) each; {r['host']['cpus']} CPUs; {r['started_at']}; {r['seconds']:.0f} s",
         "",
-        row("", [s.replace("_", " ") for s in systems], "router / ceiling confirm (goal)"),
+        row("", [s.replace("_", " ") for s in systems], "router / ceiling (goal)"),
     ]
     if t:
         note = ""
         x = t.get("ratio_router_ceiling_confirm_pct")
         if x and x["median"] is not None:
             note = (
-                f"{x['median']:.0f} % ({x['min']:.0f}–{x['max']:.0f}) (≥ 50 %: {ok('throughput_ratio_pct')})"
+                f"{x['median']:.0f} % ({x['min']:.0f}–{x['max']:.0f}) (≥ 70 %: {ok('throughput_ratio_pct')})"
             )
         if "ratio_router_ceiling_tx_pct" in t:
             note += f"; of ceiling tx {t['ratio_router_ceiling_tx_pct']['median']:.0f} %"
@@ -1090,11 +1095,11 @@ def table(r: dict[str, Any]) -> str:
     for rate_s, by in r.get("latency", {}).items():
         cells = [_percentiles(by[s]) if s in by else "-" for s in systems]
         note = ""
-        if by.get("router") and by.get("ceiling_confirm"):
-            note = f"p99 {by['router']['p99_ms'] / by['ceiling_confirm']['p99_ms']:.2f}×"
-            if len(per_run := p99_ratios(by)) > 1:
+        if by.get("router") and (ceiling := _latency_ceiling(by)):
+            note = f"p99 {by['router']['p99_ms'] / by[ceiling]['p99_ms']:.2f}× of {ceiling.replace('_', ' ')}"
+            if len(per_run := p99_ratios(by, ceiling)) > 1:
                 note += f" (runs {min(per_run):.1f}–{max(per_run):.1f})"
-            if rate_s == "500":
+            if rate_s == "500" and ceiling == "ceiling_tx":
                 note += f" (≤ 2×: {ok('p99_ratio_at_500')})"
         lines.append(row(f"latency @{rate_s}/s ms p50/p95/p99", cells, note))
     blank = [""] * (len(systems) - 1)
@@ -1135,9 +1140,14 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def p99_ratios(by: dict[str, Any]) -> list[float]:
-    """Router p99 over ceiling_confirm p99 of each run (each pair measured after the same repeat)."""
-    pairs = zip(by["router"].get("runs", []), by["ceiling_confirm"].get("runs", []), strict=False)
+def _latency_ceiling(by: dict[str, Any]) -> str | None:
+    """The ceiling a router's latency is held against: ceiling_tx (the goal's), else ceiling_confirm."""
+    return next((c for c in ("ceiling_tx", "ceiling_confirm") if by.get(c)), None)
+
+
+def p99_ratios(by: dict[str, Any], ceiling: str) -> list[float]:
+    """Router p99 over the ceiling's p99 of each run (each pair measured after the same repeat)."""
+    pairs = zip(by["router"].get("runs", []), by[ceiling].get("runs", []), strict=False)
     return [round(r["p99_ms"] / c["p99_ms"], 2) for r, c in pairs]
 
 
@@ -1189,7 +1199,9 @@ def write(r: dict[str, Any], results_dir: Path) -> Path:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="a few hundred contacts: does it run (seconds)")
-    mode.add_argument("--full", action="store_true", help="memory up to 200,000 contacts, 50,000 per drain")
+    mode.add_argument(
+        "--full", action="store_true", help="memory up to 1,000,000 contacts, 50,000 per drain, scale-out"
+    )
     p.add_argument(
         "--scale-out",
         action="store_true",

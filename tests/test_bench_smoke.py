@@ -42,7 +42,7 @@ def test_quick_bench_writes_every_figure(servers: None, tmp_path: Path) -> None:
         timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "router / ceiling confirm" in proc.stdout  # the table was printed
+    assert "router / ceiling (goal)" in proc.stdout  # the table was printed
 
     latest = tmp_path / "latest.json"
     stamped = [p for p in tmp_path.glob("*.json") if p.name != "latest.json"]
@@ -93,6 +93,12 @@ def test_quick_bench_writes_every_figure(servers: None, tmp_path: Path) -> None:
     }
     for goal in r["goals"].values():
         assert _number(goal["value"]) and isinstance(goal["met"], bool)
+    # Issue 21's goals: 70 % of ceiling_confirm; p99 at 500/s against ceiling_tx's.
+    assert r["goals"]["throughput_ratio_pct"]["target"] == ">= 70"
+    p99 = r["goals"]["p99_ratio_at_500"]
+    assert p99["of"] == "ceiling_tx"
+    at500 = r["latency"]["500"]
+    assert p99["value"] == round(at500["router"]["p99_ms"] / at500["ceiling_tx"]["p99_ms"], 2)
 
 
 def test_scale_out_routes_each_contact_once_through_one_and_two_routers(
@@ -138,3 +144,13 @@ def test_scale_out_routes_each_contact_once_through_one_and_two_routers(
         assert run["exactly_once"] is True
     assert s["exactly_once"] is True
     assert _number(s["median"]["speedup"])
+
+
+def test_the_full_run_measures_the_four_goals_and_the_scale_out_in_one_run() -> None:
+    """`bench --full` (issue 21, item 4): every phase, the scale-out included, and RSS up to 1,000,000."""
+    from bench.routing import ALL_PHASES, Params
+
+    full = Params.for_mode("full")
+    assert set(full.phases) == set(ALL_PHASES)
+    assert (full.memory_first, full.memory_n) == (10_000, 1_000_000)
+    assert full.scale_out_routers == (1, 2)
