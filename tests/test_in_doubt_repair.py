@@ -197,6 +197,41 @@ async def test_a_batch_that_fails_unexpectedly_while_staging_leaves_no_claim_beh
         await rt.close()
 
 
+async def test_a_committed_batch_whose_record_fails_unexpectedly_is_recorded_all_the_same(
+    settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any
+) -> None:
+    """Telling the store that the broker committed a batch fails with something other than "unavailable"
+    (seen on a Redis Cluster: redis-py's cluster client raised AttributeError while a master restarted).
+    The router is alive, so no repair would settle its claims: it must record the batch itself, and
+    every contact ends `routed`, each once in its team queue."""
+    settings = settings.model_copy(update={"claim_lease_ms": 1000, "router_batch_size": 100})
+    keys = Keys(settings.namespace)
+    rt = await build(settings, with_router=True, embedded="never")
+    assert isinstance(rt.router, AmqpRouter)
+    core = rt.router.core
+    after_commit = core.after_commit
+    failures = 0
+
+    async def broken(result: Any) -> None:  # once, after the broker's commit
+        nonlocal failures
+        failures += 1
+        core.after_commit = after_commit  # type: ignore[method-assign]
+        raise AttributeError("injected")
+
+    core.after_commit = broken  # type: ignore[method-assign]
+    await start(rt)
+    try:
+        await attached(rt)
+        cids = await publish(amqp, rt.names, N)
+        await until_all_routed(redis_client, keys, cids)
+        assert failures == 1
+        assert set((await statuses(redis_client, keys, cids)).values()) == {"routed"}
+        items = await drain(amqp, rt.names.team_queue("ommen", "burgerzaken"), settle=0.3)
+        assert collections.Counter(m.message_id for m in items) == collections.Counter(cids)
+    finally:
+        await rt.close()
+
+
 async def test_a_batch_given_up_while_staging_leaves_no_claim_behind(
     settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any
 ) -> None:

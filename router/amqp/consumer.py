@@ -677,7 +677,18 @@ class AmqpRouter:
                 return
             except (StoreUnavailable, TimeoutError):
                 log.warning("store_unavailable_after_commit", batch=result.token, size=len(result.routed))
-                await asyncio.sleep(0.5)
+            except Exception as exc:
+                # Anything else too (redis-py's cluster client raised AttributeError while a master
+                # restarted): given up, the batch would stay unrecorded for good, since this router is
+                # alive and no repair settles a live router's claims. The record is idempotent.
+                log.error(
+                    "record_failed_after_commit",
+                    batch=result.token,
+                    size=len(result.routed),
+                    error=type(exc).__name__,
+                    exc_info=exc,
+                )
+            await asyncio.sleep(0.5)
 
     async def _next_batch(
         self,
