@@ -72,19 +72,9 @@ from router.redis.ratelimit import RedisRateLimiter
 from router.redis.scheduler import Scheduler
 from router.redis.store import RedisStore
 from router.settings import Settings, seed_address
+from router.tcp import reachable_at
 
 log = logs.get("router.service")
-
-
-async def reachable_at(host: str, port: int, wait: float = 1.0) -> bool:
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), wait)
-    except (TimeoutError, OSError):
-        return False
-    writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
-    return True
 
 
 def teams_by_tenant(tenants: dict[str, Tenant]) -> dict[str, list[str]]:

@@ -162,63 +162,34 @@ async def test_a_dead_routers_claims_are_settled_by_the_next_router(
             await first.close()
 
 
-async def test_a_batch_that_fails_unexpectedly_while_staging_leaves_no_claim_behind(
-    settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any
+@pytest.mark.parametrize("step", ["staging", "record"])
+async def test_a_store_step_that_fails_unexpectedly_once_leaves_nothing_behind(
+    settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any, step: str
 ) -> None:
-    """The store raises something other than "unavailable" after the claims (seen on a Redis Cluster: a
-    client error while a master restarts): the session ends, the inputs return to the queue, and the
-    claims of the failed attempt are released by the router itself (it is alive: no other router
-    settles them). Without that, the redelivered inputs wait for those claims for good."""
+    """The store raises something other than "unavailable" once (seen on a Redis Cluster: redis-py's
+    cluster client raised AttributeError while a master restarted).
+
+    staging (after the claims, before the index): the session ends, the inputs return to the queue, and
+    the router releases the claims of the failed attempt itself (it is alive: no other router settles
+    them); without that, the redelivered inputs wait for those claims for good.
+    record (after the broker's commit): the router must record the batch itself, for the same reason.
+    Either way every contact ends `routed`, each once in its team queue."""
     settings = settings.model_copy(update={"claim_lease_ms": 1000, "router_batch_size": 100})
     keys = Keys(settings.namespace)
     rt = await build(settings, with_router=True, embedded="never")
     assert isinstance(rt.router, AmqpRouter)
-    store = rt.router.core.store
-    index = store.index
+    owner: Any = rt.router.core.store if step == "staging" else rt.router.core
+    name = "index" if step == "staging" else "after_commit"
+    real = getattr(owner, name)
     failures = 0
 
-    async def broken(items: Any) -> None:  # once, after the claims, before the index
+    async def broken(*_: Any) -> None:
         nonlocal failures
         failures += 1
-        store.index = index  # type: ignore[method-assign]
+        setattr(owner, name, real)
         raise AttributeError("injected")
 
-    store.index = broken  # type: ignore[method-assign]
-    await start(rt)
-    try:
-        await attached(rt)
-        cids = await publish(amqp, rt.names, N)
-        await until_all_routed(redis_client, keys, cids)
-        assert failures == 1
-        assert set((await statuses(redis_client, keys, cids)).values()) == {"routed"}
-        items = await drain(amqp, rt.names.team_queue("ommen", "burgerzaken"), settle=0.3)
-        assert collections.Counter(m.message_id for m in items) == collections.Counter(cids)
-    finally:
-        await rt.close()
-
-
-async def test_a_committed_batch_whose_record_fails_unexpectedly_is_recorded_all_the_same(
-    settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any
-) -> None:
-    """Telling the store that the broker committed a batch fails with something other than "unavailable"
-    (seen on a Redis Cluster: redis-py's cluster client raised AttributeError while a master restarted).
-    The router is alive, so no repair would settle its claims: it must record the batch itself, and
-    every contact ends `routed`, each once in its team queue."""
-    settings = settings.model_copy(update={"claim_lease_ms": 1000, "router_batch_size": 100})
-    keys = Keys(settings.namespace)
-    rt = await build(settings, with_router=True, embedded="never")
-    assert isinstance(rt.router, AmqpRouter)
-    core = rt.router.core
-    after_commit = core.after_commit
-    failures = 0
-
-    async def broken(result: Any) -> None:  # once, after the broker's commit
-        nonlocal failures
-        failures += 1
-        core.after_commit = after_commit  # type: ignore[method-assign]
-        raise AttributeError("injected")
-
-    core.after_commit = broken  # type: ignore[method-assign]
+    setattr(owner, name, broken)
     await start(rt)
     try:
         await attached(rt)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import random
+from collections.abc import Awaitable
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 from yarl import URL
 
 from router.broker_url import SCHEMES, amqp_addresses
+from router.tcp import reachable_at
 
 # Where the next connection of a URL starts, per process.
 _turns: dict[str, itertools.count[int]] = {}
@@ -132,17 +134,8 @@ async def reachable(url: str, wait: float = 1.0) -> bool:
     """Whether any node accepts a TCP connection (the readiness check; the consumer's own check says
     whether it consumes)."""
 
-    async def one(address: str) -> bool:
+    def one(address: str) -> Awaitable[bool]:
         parts = urlsplit(address)
-        try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(parts.hostname, parts.port or SCHEMES[parts.scheme]), wait
-            )
-        except (TimeoutError, OSError):
-            return False
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-        return True
+        return reachable_at(parts.hostname or "", parts.port or SCHEMES[parts.scheme], wait)
 
     return any(await asyncio.gather(*(one(a) for a in amqp_addresses(url))))
