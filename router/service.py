@@ -64,7 +64,7 @@ from router.http.workspace.oidc import configured_tenants, oidc_routes
 from router.metrics import CountingOutbound, MetricsRegistry, counting_publisher
 from router.metrics.probes import ConsumerProbe, IgnoredMailProbe
 from router.redis.casestore import RedisCaseStore
-from router.redis.client import RedisClient, redis_client
+from router.redis.client import RedisClient, config_per_primary, redis_client
 from router.redis.keys import DEVELOPMENT_SECRET, Keys
 from router.redis.privacy import RedisPersonalData, RedisRunLock
 from router.redis.probes import RedisProbe
@@ -143,18 +143,24 @@ async def _redis_when_reachable(settings: Settings) -> RedisClient:
 
 
 async def _report_durability(client: RedisClient) -> None:
+    """Warn when Redis keeps nothing on disk: on a cluster, when any primary keeps nothing (its slots'
+    contacts go when it restarts), naming those primaries by host:port."""
     try:
-        aof = (await client.config_get("appendonly")).get("appendonly")
-        save = (await client.config_get("save")).get("save")
+        aof = await config_per_primary(client, "appendonly")
+        save = await config_per_primary(client, "save")
     except RedisError:  # CONFIG is often disabled on managed Redis: nothing to report
         return
-    if aof in ("no", b"no") and save in ("", b""):
-        log.warning(
-            "redis_keeps_nothing_on_disk",
-            message="Redis has neither AOF nor RDB snapshots: if it restarts, the state of every contact "
-            "routed so far, its deadline timers and the team work lists are lost (RELIABILITY.md). "
-            "Production runs Redis with appendonly yes.",
-        )
+    bare = sorted(n for n, v in aof.items() if v in ("no", b"no") and save.get(n) in ("", b""))
+    if not bare:
+        return
+    on_cluster = {"nodes": bare} if bare != [""] else {}  # a single server is named "" (not logged)
+    log.warning(
+        "redis_keeps_nothing_on_disk",
+        message="Redis has neither AOF nor RDB snapshots: if it restarts, the state of every contact "
+        "routed so far, its deadline timers and the team work lists are lost (RELIABILITY.md). "
+        "Production runs Redis with appendonly yes.",
+        **on_cluster,
+    )
 
 
 @dataclass

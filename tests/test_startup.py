@@ -12,12 +12,15 @@ import time
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 import structlog
 
 from router.core.tenants import Tenant
+from router.redis.client import redis_client
 from router.service import _report_durability, declare_topology
 from router.settings import Settings
 from tests.conftest import AMQP_URL, REDIS_URL, ROOT, new_namespace
+from tests.redis_cluster import RedisClusterNodes
 
 # Ports nothing listens on (refused at once).
 AMQP_DOWN = "amqp://guest:guest@127.0.0.1:1/"
@@ -145,6 +148,31 @@ async def test_a_redis_that_keeps_nothing_on_disk_is_reported(redis_client: Any)
         assert len(reported) == 1 and "timers" in reported[0]["message"]
     else:
         assert reported == []
+
+
+async def test_a_cluster_master_that_keeps_nothing_on_disk_is_reported_by_name(
+    redis_cluster: RedisClusterNodes,
+) -> None:
+    """Every primary is asked, not one at random: the test cluster keeps an AOF on each master; with
+    one master's turned off, every report names that master, and only it."""
+    client = redis_client(redis_cluster.url)
+    bare = aioredis.Redis(port=redis_cluster.ports[1])
+    try:
+        with structlog.testing.capture_logs() as logs:
+            await _report_durability(client)
+        assert [e for e in logs if e["event"] == "redis_keeps_nothing_on_disk"] == []
+        assert await bare.config_get("save") == {"save": ""}  # the cluster's nodes have no RDB snapshots
+        await bare.config_set("appendonly", "no")
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(5):  # one node asked at random would miss it in two reports of three
+                await _report_durability(client)
+        reported = [e for e in logs if e["event"] == "redis_keeps_nothing_on_disk"]
+        assert len(reported) == 5 and "timers" in reported[0]["message"]
+        assert all(e["nodes"] == [f"127.0.0.1:{redis_cluster.ports[1]}"] for e in reported)
+    finally:
+        await bare.config_set("appendonly", "yes")
+        await bare.aclose()
+        await client.aclose()
 
 
 def test_a_key_limited_to_a_tenant_without_rules_stops_the_start_without_quoting_it(servers: None) -> None:

@@ -79,6 +79,19 @@ async def execute_pipeline(
     raise AssertionError("unreachable")
 
 
+async def config_per_primary(client: RedisClient, parameter: str) -> dict[str, Any]:
+    """CONFIG GET `parameter` on every server that holds data: the one server ("" names it), or each
+    primary of a cluster by host:port (the cluster client alone asks one node at random)."""
+    if not isinstance(client, RedisCluster):
+        return {"": (await client.config_get(parameter)).get(parameter)}
+    await client.initialize()  # learns the nodes, if no command has yet
+    out: dict[str, Any] = {}
+    for node in client.get_primaries():
+        reply = await client.config_get(parameter, target_nodes=node)
+        out[node.name] = reply.get(parameter)
+    return out
+
+
 def queue_script(pipe: Any, sha: str, numkeys: int, *keys_and_args: Any) -> None:
     """EVALSHA in a pipeline. As a raw command: redis-py's cluster pipeline refuses its `evalsha` method
     (it cannot load a missing script there; `execute_pipeline` does), but routes the command itself by
