@@ -9,11 +9,16 @@ exactly as it was.
 Purge: closed contacts past their tenant's term go with all their keys; younger ones, open ones and
 reopened ones stay; dead letters past their term go, younger ones stay; a dry run removes nothing.
 The clock is the harness's manual clock (or, where the command line runs, dates relative to today).
+
+Each test that touches Redis runs twice (fixture `backend_kind`, tests/backends.py): on the single Redis
+("real") and on the suite's three-master Redis Cluster ("cluster"), where the command line gets the
+cluster's REDIS_URL and what a test reads of Redis directly (`dump`) is read from every master.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -21,6 +26,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,17 +36,65 @@ import redis.asyncio as aioredis
 
 from router.cli import main
 from router.core import topology
+from router.core.clock import ManualClock
 from router.core.contact import Contact, reference_for
 from router.core.topology import Names
+from router.redis.client import RedisClient, redis_client
 from router.redis.keys import Keys
 from router.redis.privacy import RedisPersonalData, RedisRunLock
 from router.redis.store import INDEX_KEYS
+from router.settings import Settings
+from tests.backends import BackendChoice, open_harness
 from tests.conftest import ROOT, RULES
 from tests.harness import ALL_KEY, AMS, Harness, wait_committed
+from tests.redis_cluster import RedisClusterNodes
+
+# The Redis-backed tests run on one server and on the cluster (the embedded backend has no erasure).
+ON_BOTH = pytest.mark.parametrize("backend_kind", ["real", "cluster"], indirect=True)
 
 ANNA = {"name": "Anna Jansen-Visser", "email": "anna.jansen@example.nl", "phone": "+31611122233"}
 BERT = {"name": "Bert Smit", "email": "bert.smit@example.nl", "phone": "+31622233344"}
 CLARA = {"name": "Clara de Vries", "email": "clara.devries@example.nl", "phone": "+31633344455"}
+
+
+@dataclass
+class RedisUnderTest:
+    """The Redis of the test's backend: the client the service uses (one server's, or the cluster
+    client), and a plain client on each master, for what must look at all of them (SCAN)."""
+
+    client: RedisClient
+    masters: list[aioredis.Redis]
+
+
+@pytest.fixture
+async def h(backend_kind: BackendChoice, settings: Settings, clock: ManualClock) -> AsyncIterator[Harness]:
+    """RabbitMQ and the test's Redis (the single server or the cluster), as conftest's `h` on one."""
+    async with open_harness(
+        backend_kind.kind, backend_kind.settings(settings), clock, backend_kind.amqp
+    ) as harness:
+        yield harness
+
+
+@pytest.fixture
+async def redis_db(
+    backend_kind: BackendChoice, namespace: str, request: pytest.FixtureRequest
+) -> AsyncIterator[RedisUnderTest]:
+    if backend_kind.kind != "cluster":
+        plain: aioredis.Redis = request.getfixturevalue("redis_client")  # it cleans the namespace
+        yield RedisUnderTest(plain, [plain])
+        return
+    cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+    client = redis_client(cluster.url)
+    masters = [aioredis.Redis(port=port) for port in cluster.ports]
+    try:
+        yield RedisUnderTest(client, masters)
+    finally:
+        for node in masters:
+            with contextlib.suppress(Exception):
+                async for key in node.scan_iter(match=f"{namespace}*", count=1000):
+                    await node.delete(key)
+            await node.aclose()
+        await client.aclose()
 
 
 def contact(
@@ -75,8 +129,18 @@ async def send(h: Harness, c: Contact) -> str:
     return c.cid
 
 
-async def dump(client: aioredis.Redis, namespace: str) -> dict[str, Any]:
-    """Every key of the namespace with its value, decoded."""
+async def dump(redis: RedisUnderTest, namespace: str) -> dict[str, Any]:
+    """Every key of the namespace with its value, decoded: SCAN on every master, each key read on the
+    master that holds it."""
+    out: dict[str, Any] = {}
+    for client in redis.masters:
+        found = await _dump_node(client, namespace)
+        assert not found.keys() & out.keys()
+        out.update(found)
+    return out
+
+
+async def _dump_node(client: aioredis.Redis, namespace: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     def text(v: bytes) -> str:
@@ -96,6 +160,11 @@ async def dump(client: aioredis.Redis, namespace: str) -> dict[str, Any]:
         elif kind == "zset":
             out[name] = {text(m): s for m, s in await client.zrange(raw, 0, -1, withscores=True)}
     return out
+
+
+async def contacts_on(node: aioredis.Redis, namespace: str) -> int:
+    """How many contact hashes of the namespace one master holds."""
+    return len([k async for k in node.scan_iter(match=f"{namespace}contact:{{*}}", _type="HASH")])
 
 
 def mentions(markers: list[str], value: Any) -> bool:
@@ -183,8 +252,9 @@ def env_for(h: Harness) -> dict[str, str]:
 # -- erasure ---------------------------------------------------------------------------------------
 
 
+@ON_BOTH
 async def test_erase_removes_every_trace_of_one_resident_and_nothing_of_the_others(
-    h: Harness, amqp: aio_pika.abc.AbstractConnection, redis_client: aioredis.Redis
+    h: Harness, amqp: aio_pika.abc.AbstractConnection, redis_db: RedisUnderTest
 ) -> None:
     rt, names, ns = h.rt, h.names, h.rt.settings.namespace
     mid = f"<m1.{ANNA['email']}>"
@@ -247,7 +317,10 @@ async def test_erase_removes_every_trace_of_one_resident_and_nothing_of_the_othe
         *(reference_for("ommen", c) for c in anna_ids),
     ]
     others = [b_mail, b_phone, c_mail]
-    before = await dump(redis_client, ns)
+    before = await dump(redis_db, ns)
+    # On the cluster the namespace is spread over the masters: one node's SCAN would miss keys.
+    held = [len(await _dump_node(m, ns)) for m in redis_db.masters]
+    assert len(redis_db.masters) == 1 or len([n for n in held if n]) > 1, held
     queues_before = await queue_contents(amqp, names)
     assert mentions(markers, before) and all(mentions([c], before) for c in others)
     assert mentions([f"{mail}|respond|breach"], before[Keys(ns).timers()])
@@ -289,7 +362,7 @@ async def test_erase_removes_every_trace_of_one_resident_and_nothing_of_the_othe
     assert taken and not [m for m in taken if m.redelivered]
     await channel.close()
 
-    after = await dump(redis_client, ns)
+    after = await dump(redis_db, ns)
     leaks = {k: v for k, v in after.items() if mentions(markers, k) or mentions(markers, v)}
     assert leaks == {}
     assert after == without(markers, before)  # the others' keys, members and values exactly as they were
@@ -318,10 +391,11 @@ async def test_erase_removes_every_trace_of_one_resident_and_nothing_of_the_othe
     assert (await rt.store.get(late)).fields["status"] == "routed"  # type: ignore[union-attr]
 
 
+@ON_BOTH
 async def test_erase_by_reference_or_contact_id_takes_only_that_contact(
     h: Harness,
     amqp: aio_pika.abc.AbstractConnection,
-    redis_client: aioredis.Redis,
+    redis_db: RedisUnderTest,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -348,7 +422,7 @@ async def test_erase_by_reference_or_contact_id_takes_only_that_contact(
     assert await h.rt.store.get(first) is None and await h.rt.store.get(reply) is None
     assert await h.rt.store.get(second) is not None
     # The address index no longer names the erased contact; the others are still found by it.
-    store = RedisPersonalData(redis_client, Keys(h.rt.settings.namespace), {})
+    store = RedisPersonalData(redis_db.client, Keys(h.rt.settings.namespace), {})
     from router.core.erasure import subject
 
     assert await store.find(subject("ommen", emails=[BERT["email"]])) == {second}
@@ -376,8 +450,9 @@ async def test_erase_by_reference_or_contact_id_takes_only_that_contact(
     assert await h.rt.store.get(other) is not None and await h.rt.store.get(second) is None
 
 
+@ON_BOTH
 async def test_the_social_handle_index_and_a_same_resident_link_are_erased(
-    h: Harness, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+    h: Harness, redis_db: RedisUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 19: the resident index by social handle is removed with the contact, and a contact that
     joined an open one of the same resident goes with it, as a reply does."""
@@ -400,7 +475,7 @@ async def test_the_social_handle_index_and_a_same_resident_link_are_erased(
     joined = await send(h, social("En mijn paspoort is echt weg"))
     assert (await h.rt.store.get(joined)).fields["merged_into"] == first  # type: ignore[union-attr]
     index = keys.resident("ommen", "social", handle)
-    assert handle not in index and await redis_client.smembers(index) == {first.encode(), joined.encode()}
+    assert handle not in index and await redis_db.client.smembers(index) == {first.encode(), joined.encode()}
     recorded = json.loads((await h.rt.store.get(first)).fields[INDEX_KEYS])  # type: ignore[union-attr]
     assert index in recorded["sets"]
 
@@ -408,7 +483,7 @@ async def test_the_social_handle_index_and_a_same_resident_link_are_erased(
     ref = reference_for("ommen", first)
     assert await asyncio.to_thread(main, ["erase", "--tenant", "ommen", "--reference", ref]) == 0
     assert await h.rt.store.get(first) is None and await h.rt.store.get(joined) is None
-    assert not await redis_client.exists(index)
+    assert not await redis_db.client.exists(index)
 
 
 # -- purge -----------------------------------------------------------------------------------------
@@ -429,9 +504,10 @@ def at(moment: datetime) -> datetime:
     return day
 
 
+@ON_BOTH
 async def test_purge_removes_closed_contacts_past_their_term_and_keeps_the_rest(
     h: Harness,
-    redis_client: aioredis.Redis,
+    redis_db: RedisUnderTest,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -480,10 +556,10 @@ async def test_purge_removes_closed_contacts_past_their_term_and_keeps_the_rest(
 
     h.clock.set(today)
     assert rt.privacy is not None
-    before = await dump(redis_client, ns)
+    before = await dump(redis_db, ns)
     dry = await rt.privacy.purge(dry_run=True)
     assert dry[0].contact_ids == {old, old_reply, answered, elsewhere} and dry[0].dry_run
-    assert await dump(redis_client, ns) == before  # a dry run removes nothing
+    assert await dump(redis_db, ns) == before  # a dry run removes nothing
 
     # The command line says the same, and removes nothing either.
     cli_env(h, monkeypatch)
@@ -494,24 +570,25 @@ async def test_purge_removes_closed_contacts_past_their_term_and_keeps_the_rest(
     assert (
         all(c in out for c in (old, answered, elsewhere)) and recent not in out and ANNA["email"] not in out
     )
-    assert await dump(redis_client, ns) == before
+    assert await dump(redis_db, ns) == before
 
     removed = await rt.privacy.purge()
     assert removed[0].contact_ids == {old, old_reply, answered, elsewhere}
     assert (removed[0].counts["contacts"], removed[0].counts["replies"]) == (3, 1)
-    after = await dump(redis_client, ns)
+    after = await dump(redis_db, ns)
     for cid in (old, old_reply, answered, elsewhere):
         assert not [k for k, v in after.items() if mentions([cid, reference_for("ommen", cid)], [k, v])], cid
-    assert not await redis_client.exists(keys.thread("ommen", old_mid))
+    assert not await redis_db.client.exists(keys.thread("ommen", old_mid))
     for cid in (still_open, reopened, reclosed, nearly, recent, reply):
         assert await rt.store.get(cid) is not None, cid
-    assert await redis_client.exists(keys.thread("ommen", reopened_mid))
+    assert await redis_db.client.exists(keys.thread("ommen", reopened_mid))
     # The reopened contact's stale entry left the closed index; the closed-again one has its new time.
-    closed = await redis_client.zrange(keys.closed("ommen"), 0, -1)
+    closed = await redis_db.client.zrange(keys.closed("ommen"), 0, -1)
     assert {c.decode() for c in closed} == {nearly, recent, reclosed}
     assert (await rt.privacy.purge())[0].counts == {}  # nothing left to purge
 
 
+@pytest.mark.parametrize("backend_kind", ["real"], indirect=True)  # the queues' purge: Redis has no part
 async def test_purge_removes_dead_letters_past_their_term(
     h: Harness,
     amqp: aio_pika.abc.AbstractConnection,
@@ -586,33 +663,47 @@ async def test_purge_removes_dead_letters_past_their_term(
     assert sorted(removed[1].message_ids) == sorted([ids["young"], ids["unknown_young"], ids["undated"]])
 
 
-async def test_reindex_finds_contacts_stored_before_the_indexes(
-    h: Harness, redis_client: aioredis.Redis
-) -> None:
-    keys = Keys(h.rt.settings.namespace)
+@ON_BOTH
+async def test_reindex_finds_contacts_stored_before_the_indexes(h: Harness, redis_db: RedisUnderTest) -> None:
+    """On the cluster with contacts on every master: `reindex` walks all of them (SCAN on each)."""
+    from router.core.erasure import subject
+
+    keys, ns = Keys(h.rt.settings.namespace), h.rt.settings.namespace
     h.clock.set(at(datetime.now(UTC) - timedelta(days=430)))
-    cid = await send(h, contact(h, ANNA, "mail"))
-    await close(h, cid)
-    # As a contact of an older version: no closed index, no resident index, no recorded keys.
-    await redis_client.delete(keys.closed("ommen"), keys.resident("ommen", "email", ANNA["email"]))
-    await redis_client.delete(keys.resident("ommen", "phone", ANNA["phone"]))
-    await redis_client.hdel(keys.contact(cid), INDEX_KEYS)
+    residents: dict[str, dict[str, str]] = {}
+    while len(residents) < 3 or not all([await contacts_on(m, ns) for m in redis_db.masters]):
+        assert len(residents) < 30, "the contacts keep to some masters"
+        n = len(residents)
+        who = {"name": f"Inwoner {n}", "email": f"inwoner{n}@example.nl", "phone": f"+316100000{n:02d}"}
+        cid = await send(h, contact(h, who, "mail"))
+        await close(h, cid)
+        residents[cid] = who
+    # As contacts of an older version: no closed index, no resident index, no recorded keys.
+    await redis_db.client.delete(keys.closed("ommen"))
+    for cid, who in residents.items():
+        await redis_db.client.delete(keys.resident("ommen", "email", who["email"]))
+        await redis_db.client.delete(keys.resident("ommen", "phone", who["phone"]))
+        await redis_db.client.hdel(keys.contact(cid), INDEX_KEYS)
     h.clock.set(datetime.now(UTC))
     assert h.rt.privacy is not None
     assert (await h.rt.privacy.purge(dry_run=True))[0].contact_ids == set()
 
-    store = RedisPersonalData(redis_client, keys, {})
+    store = RedisPersonalData(redis_db.client, keys, {})
     counts = await store.reindex()
-    assert counts["contacts"] >= 1 and counts["closed"] >= 1
-    from router.core.erasure import subject
+    n = len(residents)
+    assert counts == {"contacts": n, "closed": n, "resident entries": 2 * n}
+    for cid, who in residents.items():
+        assert await store.find(subject("ommen", emails=[who["email"]])) == {cid}
+        assert await store.find(subject("ommen", phones=[who["phone"]])) == {cid}
+    assert await store.reindex() == counts  # idempotent
+    assert (await h.rt.privacy.purge())[0].contact_ids == set(residents)
+    for cid in residents:
+        assert await h.rt.store.get(cid) is None
 
-    assert await store.find(subject("ommen", emails=[ANNA["email"]])) == {cid}
-    assert (await h.rt.privacy.purge())[0].contact_ids == {cid}
-    assert await h.rt.store.get(cid) is None
 
-
-async def test_one_purge_at_a_time(h: Harness, redis_client: aioredis.Redis) -> None:
-    lock = RedisRunLock(redis_client, Keys(h.rt.settings.namespace).purge_lock())
+@ON_BOTH
+async def test_one_purge_at_a_time(h: Harness, redis_db: RedisUnderTest) -> None:
+    lock = RedisRunLock(redis_db.client, Keys(h.rt.settings.namespace).purge_lock())
     token = await lock.acquire(60_000)
     assert token is not None and await lock.acquire(60_000) is None
     await lock.release("not-the-holder")
@@ -626,33 +717,36 @@ async def test_one_purge_at_a_time(h: Harness, redis_client: aioredis.Redis) -> 
     assert await periodic.run_once() is None  # another process is purging
     await lock.release(token)
     assert [r.store for r in await periodic.run_once() or []] == ["redis", "queues"]
-    assert not await redis_client.exists(Keys(h.rt.settings.namespace).purge_lock())
+    assert not await redis_db.client.exists(Keys(h.rt.settings.namespace).purge_lock())
 
 
+@ON_BOTH
 async def test_a_removal_stopped_half_way_is_finished_by_the_next(
-    h: Harness, redis_client: aioredis.Redis
+    h: Harness, redis_db: RedisUnderTest
 ) -> None:
     from router.core.retention import RetentionPolicy
     from router.service import teams_by_tenant
 
     keys, ns = Keys(h.rt.settings.namespace), h.rt.settings.namespace
-    store = RedisPersonalData(redis_client, keys, teams_by_tenant(h.rt.tenants))
+    store = RedisPersonalData(redis_db.client, keys, teams_by_tenant(h.rt.tenants))
     gone = await send(h, contact(h, ANNA, "mail", metadata={"thread.message_id": "<half@x.example>"}))
     live = await send(h, contact(h, BERT, "mail", metadata={"thread.message_id": "<live@x.example>"}))
     # Stopped after its own keys were deleted: its reference, thread, list, timer and index entries remain.
     plan = store.plan(gone, await store._fields(gone))
-    await redis_client.hset(keys.purge_pending(), gone, plan.to_json())
-    await redis_client.delete(*plan.own)
-    assert mentions([gone], await dump(redis_client, ns))
+    await redis_db.client.hset(keys.purge_pending(), gone, plan.to_json())
+    await redis_db.client.delete(*plan.own)
+    assert mentions([gone], await dump(redis_db, ns))
     # Stopped before anything was deleted: nothing of it may go.
-    await redis_client.hset(keys.purge_pending(), live, store.plan(live, await store._fields(live)).to_json())
+    await redis_db.client.hset(
+        keys.purge_pending(), live, store.plan(live, await store._fields(live)).to_json()
+    )
 
-    before = await dump(redis_client, ns)
+    before = await dump(redis_db, ns)
     del before[keys.purge_pending()]
 
     removal = await store.purge(RetentionPolicy({}), datetime.now(UTC), dry_run=False)
     assert removal.contact_ids == {gone}
-    assert not await redis_client.exists(keys.purge_pending())
-    after = await dump(redis_client, ns)
+    assert not await redis_db.client.exists(keys.purge_pending())
+    after = await dump(redis_db, ns)
     assert not mentions([gone, reference_for("ommen", gone)], after)
     assert after == without([gone, reference_for("ommen", gone)], before)  # the live one untouched
