@@ -750,3 +750,26 @@ async def test_a_removal_stopped_half_way_is_finished_by_the_next(
     after = await dump(redis_db, ns)
     assert not mentions([gone, reference_for("ommen", gone)], after)
     assert after == without([gone, reference_for("ommen", gone)], before)  # the live one untouched
+
+
+@ON_BOTH
+async def test_an_erasure_counts_what_it_removed_on_servers_without_its_scripts(
+    h: Harness, redis_db: RedisUnderTest
+) -> None:
+    """A restarted Redis, or a master new to the cluster, knows none of the service's scripts: the
+    erasure loads them, and its report counts what it removed as it does anywhere else."""
+    from router.core.erasure import subject
+    from router.service import teams_by_tenant
+
+    store = RedisPersonalData(redis_db.client, Keys(h.rt.settings.namespace), teams_by_tenant(h.rt.tenants))
+    cids = [
+        await send(h, contact(h, who, "mail", metadata={"thread.message_id": f"<{n}@x.example>"}))
+        for n, who in enumerate((ANNA, BERT, CLARA))
+    ]
+    await store.erase(subject("ommen", contact_ids=[cids[0]]))  # the scripts loaded
+    warm = await store.erase(subject("ommen", contact_ids=[cids[1]]))
+    for node in redis_db.masters:
+        await node.script_flush()
+    cold = await store.erase(subject("ommen", contact_ids=[cids[2]]))
+    assert warm.counts["keys"] >= 4 and warm.counts["index entries"] >= 4, warm.counts
+    assert (cold.contact_ids, cold.counts) == ({cids[2]}, warm.counts)

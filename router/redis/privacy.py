@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from redis.exceptions import NoScriptError
 
 from router.core.casework import callback_id, timer_members
 from router.core.clock import epoch_ms
@@ -35,7 +36,7 @@ from router.core.erasure import identities
 from router.core.ports import Removal, Subject
 from router.core.retention import Period, RetentionPolicy
 from router.core.tenants import ROUTING_DEADLINE_KINDS
-from router.redis.client import RedisClient, execute_pipeline, queue_script
+from router.redis.client import RedisClient
 from router.redis.keys import Keys
 from router.redis.store import INDEX_KEYS
 
@@ -191,24 +192,48 @@ class RedisPersonalData:
 
     async def _finish(self, plan: Plan, removal: Removal) -> None:
         """The shared entries of a contact whose own keys are gone; idempotent."""
-
-        def fill(pipe: Any) -> None:
-            for key in plan.strings:
-                queue_script(pipe, self._delete_if.sha, 1, key, *plan.owners)
-            for key, members in plan.zsets.items():
-                if members:
-                    pipe.zrem(key, *members)
-            for key, members in plan.sets.items():
-                pipe.srem(key, *members)
-            for key, names in plan.hash_fields.items():
-                if names:
-                    pipe.hdel(key, *names)
-
-        results = await execute_pipeline(self.r, fill, (DELETE_IF_NAMES,))
+        # (pipeline method, arguments): the reference and thread keys by script (EVALSHA routed by its
+        # key, router/redis/client.py queue_script), then the index entries.
+        steps: list[tuple[str, tuple[Any, ...]]] = [
+            ("execute_command", ("EVALSHA", self._delete_if.sha, 1, key, *plan.owners))
+            for key in plan.strings
+        ]
+        steps += [("zrem", (key, *members)) for key, members in plan.zsets.items() if members]
+        steps += [("srem", (key, *members)) for key, members in plan.sets.items()]
+        steps += [("hdel", (key, *names)) for key, names in plan.hash_fields.items() if names]
+        results = await self._each_once(steps)
         n = len(plan.strings)
         removal.add("keys", sum(int(x) for x in results[:n]))
         removal.add("index entries", sum(int(x) for x in results[n:]))
         await self.r.hdel(self.keys.purge_pending(), plan.cid)
+
+    async def _each_once(self, steps: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Each step's command in one pipeline without a transaction (one round trip per node), and
+        the result of each as it ran. A server that does not know the script (restarted, flushed, a
+        master new to the cluster) fails only those commands: the script is loaded (on every master)
+        and only they run again, so that what the first round removed is counted once, not lost from
+        the report as a plain retry of the whole pipeline would."""
+        results: list[Any] = [None] * len(steps)
+        todo = list(range(len(steps)))
+        for attempt in (1, 2):
+            async with self.r.pipeline(transaction=False) as pipe:
+                for i in todo:
+                    method, args = steps[i]
+                    getattr(pipe, method)(*args)
+                replies = await pipe.execute(raise_on_error=False)
+            missing = []
+            for i, reply in zip(todo, replies, strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 1:
+                    missing.append(i)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    results[i] = reply
+            if not missing:
+                return results
+            await self.r.script_load(DELETE_IF_NAMES)
+            todo = missing
+        raise AssertionError("unreachable")
 
     async def finish_pending(self, removal: Removal) -> None:
         """Finish what a purge or an erasure stopped half-way left (the shared entries of contacts
