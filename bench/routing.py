@@ -664,7 +664,7 @@ class Bench:
         """A router fed a steady stream (backlog <= 2 chunks), RSS at checkpoints. Team queues are purged
         and Redis state deleted as it goes, so that the shared servers stay small."""
         total, first = self.p.memory_n, self.p.memory_first
-        steps = (25_000, 50_000, 100_000, 150_000)
+        steps = (25_000, 50_000, 100_000, 150_000, 250_000, 500_000)
         checkpoints = sorted({first, *(c for c in steps if first < c < total), total})
         chunk = min(5_000, max(100, first // 2))
         if proc is None:
