@@ -112,8 +112,10 @@ async def connect_robust(url: str, **kwargs: Any) -> AbstractRobustConnection:
     reconnections after a loss go round them."""
     timeout = kwargs.pop("timeout", None)
     failures: list[tuple[str, BaseException]] = []
-    for address in _in_turn(url):
-        connection = FailoverRobustConnection(_rest_from(address, url), **kwargs)
+    order = _in_turn(url)
+    for i, address in enumerate(order):
+        # This node first, then the others in the same turn, for its reconnections.
+        connection = FailoverRobustConnection(order[i:] + order[:i], **kwargs)
         try:
             await connection.connect(timeout=timeout)
             return connection
@@ -122,12 +124,6 @@ async def connect_robust(url: str, **kwargs: Any) -> AbstractRobustConnection:
             with contextlib.suppress(Exception):
                 await connection.close()
     _give_up(failures)
-
-
-def _rest_from(first: str, url: str) -> list[str]:
-    addresses = amqp_addresses(url)
-    start = addresses.index(first)
-    return addresses[start:] + addresses[:start]
 
 
 async def reachable(url: str, wait: float = 1.0) -> bool:
