@@ -345,6 +345,7 @@ async def build(
             linger=settings.router_linger_ms / 1000,
             repair=store,
             lease_ms=settings.claim_lease_ms,
+            confirms=settings.router_confirms,
         )
     watch(
         runtime,

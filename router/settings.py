@@ -8,7 +8,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlparse, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     # every tenant (an integrator of a shared contact centre); `scopes` "submit|agent|read", or "admin"
     # for all. Checked at start-up (`parse_api_keys`).
     api_keys: SecretStr = SecretStr("")
+    # How the router hands a batch to the broker (DESIGN.md, "Commit modes"): "transactions" (exactly once
+    # per item; for one broker node), "confirms" (publisher confirms, at least once per item: for a
+    # RabbitMQ cluster, whose transactions can drop quorum-queue publishes), or "auto": confirms when
+    # AMQP_URL names several nodes. A cluster behind one address (a load balancer) needs "confirms".
+    router_commit: Literal["auto", "transactions", "confirms"] = "auto"
     # How many contacts the router takes from the broker in one transaction.
     router_batch_size: int = Field(default=100, ge=1, le=1000)
     router_prefetch: int = Field(default=300, ge=1, le=5000)
@@ -193,6 +198,13 @@ class Settings(BaseSettings):
         # One broker or the nodes of a cluster; AmqpUrlError (a ValueError) never names the password.
         amqp_addresses(value)
         return value
+
+    @property
+    def router_confirms(self) -> bool:
+        """Whether the router publishes with confirms (ROUTER_COMMIT, "auto" by AMQP_URL's nodes)."""
+        if self.router_commit == "auto":
+            return len(amqp_addresses(self.amqp_url)) > 1
+        return self.router_commit == "confirms"
 
     @field_validator("workspace_dev_signin", mode="before")
     @classmethod

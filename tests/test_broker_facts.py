@@ -1,11 +1,11 @@
 """What the broker the suite runs against does, where the service's promises depend on it.
 
 rabbitmq/rabbitmq-server#8966: a transaction whose publish a quorum queue rejects is committed anyway
-(`commit-ok`, the message gone), where a confirm channel gets a nack. It is why the router's "0 lost"
-holds on one broker node and not yet on a cluster that loses a node (a channel's first publishes to a
-queue whose leader just died are rejected that way; RELIABILITY.md, wip/rabbit-cluster/README.md), and
-why no queue the router publishes to may have a length limit with `reject-publish` (by argument or by
-an operator's policy). When this test fails, the broker has been fixed: revisit both.
+(`commit-ok`, the message gone), where a confirm channel gets a nack. It is why the router publishes
+with confirms instead of transactions on a RabbitMQ cluster (a channel's first publishes to a queue whose
+leader just died are rejected that way; docs/architecture.md, "Commit modes"; RELIABILITY.md), and why
+no queue the router publishes to in a transaction may have a length limit with `reject-publish` (by
+argument or by an operator's policy). When this test fails, the broker has been fixed: revisit both.
 """
 
 from __future__ import annotations

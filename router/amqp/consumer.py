@@ -1,4 +1,5 @@
-"""The router's consumer on RabbitMQ: batches from `router.contacts` in AMQP transactions.
+"""The router's consumer on RabbitMQ: batches from `router.contacts` in AMQP transactions (or, on a
+cluster, with publisher confirms: AmqpConfirms).
 
 Deliberately not a robust (auto-reconnecting) channel: a channel restored by the client library would
 come back without `tx.select`, and a consumer may silently not come back at all. This loop owns
@@ -52,6 +53,10 @@ HEARTBEAT_STALE = 5.0
 # Longest wait for one store call of a batch (stage, record): a call that hangs (seen in redis-py's cluster
 # client while a master restarts) is taken for "store unavailable" and made again: both are idempotent.
 STORE_CALL_TIMEOUT = 15.0
+# On a cluster a consumer of a quorum queue that lost its majority stays attached and receives nothing,
+# and the router's publishes go unconfirmed: `ready` is false once a probe waits for its confirm longer
+# than this (AmqpRouter._probe).
+PROBE_PATIENCE = 5.0
 
 _CONNECTION_ERRORS = (
     aiormq.exceptions.AMQPError,
@@ -135,7 +140,7 @@ class AmqpTx:
         # One write of the whole batch, queued before the commit's own frame, so the broker takes them
         # in order. The put waits only while aiormq's frame buffer is full; a connection that dies
         # meanwhile ends the batch through `lost` (AmqpRouter._settle).
-        await underlay.write_queue.put(ChannelFrame.marshall(channel_number=underlay.number, frames=frames))
+        await self._write(frames)
         try:
             await self._commit()
         except BaseException:
@@ -145,6 +150,92 @@ class AmqpTx:
 
     async def _commit(self) -> None:
         await self.channel.transaction().commit(timeout=30)
+
+    async def _write(self, frames: list[Any]) -> None:
+        underlay = self.underlay
+        await underlay.write_queue.put(ChannelFrame.marshall(channel_number=underlay.number, frames=frames))
+
+
+class PublishNacked(aiormq.exceptions.AMQPError):
+    """The broker refused a publish of the batch (a quorum queue without a leader it can reach)."""
+
+
+class AmqpConfirms(AmqpTx):
+    """A batch published with publisher confirms instead of a transaction: for a RabbitMQ cluster, where a
+    transaction can be committed with some of its quorum-queue publishes silently dropped
+    (rabbitmq/rabbitmq-server#8966, RELIABILITY.md), while a confirm is only sent for a publish a majority
+    of the queue's nodes has written, and a refused one is nacked.
+
+    There is no rollback: the team items and events are published and confirmed first, then the commit
+    marker, and only once the marker is confirmed are the inputs acked. A marker in the queue therefore
+    still means "all of the batch is there". A batch that fails before its marker is confirmed (a nack,
+    a lost connection) may have left some of its items in their queues; its inputs come back and are
+    routed again, so such an item can be in its queue twice, with the same message_id (the contact id).
+    At least once per item, not exactly once: docs/architecture.md, "Commit modes"."""
+
+    def __init__(
+        self,
+        channel: aio_pika.abc.AbstractChannel,
+        underlay: aiormq.abc.AbstractChannel,
+        marker_queue: str,
+        in_doubt: list[tuple[str, BatchResult]],
+    ):
+        super().__init__(channel, underlay, marker_queue, in_doubt)
+        self._acks: list[Any] = []
+        self._publishes = 0
+
+    async def ack(self, delivery: Delivery) -> None:
+        self._acks.append(aiormq.spec.Basic.Ack(delivery_tag=delivery.handle.delivery_tag))
+
+    def _add_publish(
+        self, exchange: str, routing_key: str, body: bytes, properties: aiormq.spec.Basic.Properties
+    ) -> None:
+        super()._add_publish(exchange, routing_key, body, properties)
+        self._publishes += 1
+
+    async def commit(self, result: BatchResult) -> None:
+        await self._send_confirmed()
+        self._add_publish(
+            "", self.marker_queue, marker_body(result), aiormq.spec.Basic.Properties(delivery_mode=2)
+        )
+        try:
+            await self._send_confirmed()
+        except BaseException:
+            # Sent but not confirmed: the marker may or may not be in its queue.
+            self.in_doubt.append((result.token, result))
+            raise
+        acks, self._acks = self._acks, []
+        # Committed: the acks need no answer. Lost with the connection, the inputs come back and are
+        # found routed once the store has recorded the batch (AmqpRouter._record).
+        if acks:
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await self._write(acks)
+
+    async def _send_confirmed(self) -> None:
+        frames, self._frames = self._frames, []
+        count, self._publishes = self._publishes, 0
+        underlay = self.underlay
+        if underlay.is_closed:
+            raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
+        # Our frames bypass aiormq's publish, so its confirm bookkeeping is done here: one future per
+        # delivery tag, which aiormq resolves from the broker's acks and nacks (and fails when the
+        # channel closes).
+        confirms = []
+        for _ in range(count):
+            underlay.delivery_tag += 1
+            confirm = underlay.create_future()
+            underlay.confirmations[underlay.delivery_tag] = confirm
+            confirms.append(confirm)
+        if frames:
+            await self._write(frames)
+        await self._confirmed(confirms)
+
+    async def _confirmed(self, confirms: list[asyncio.Future[Any]]) -> None:
+        try:
+            async with asyncio.timeout(30):
+                await asyncio.gather(*confirms)
+        except aiormq.exceptions.DeliveryError as exc:
+            raise PublishNacked("the broker refused a publish of the batch") from exc
 
 
 def marker_body(result: BatchResult) -> bytes:
@@ -178,6 +269,14 @@ class _Attachment:
     channel: aio_pika.abc.AbstractChannel
     underlay: Any  # aiormq channel: its `consumers` loses the tag when the broker cancels the consumer
     tag: str
+    # Since when the broker has not confirmed this session's latest probe; None while it has.
+    unconfirmed_since: float | None = None
+    probe_channel: aio_pika.abc.AbstractChannel | None = None
+
+    def unconfirmed(self) -> str | None:
+        if self.unconfirmed_since is not None and time.monotonic() - self.unconfirmed_since > PROBE_PATIENCE:
+            return f"the broker confirms nothing for {PROBE_PATIENCE:g} s: its queues have no majority?"
+        return None
 
     def problem(self) -> str | None:
         if self.connection.is_closed:
@@ -204,8 +303,11 @@ class AmqpRouter:
         watchdog_interval: float = 1.0,
         repair: Repair | None = None,
         lease_ms: int = 15_000,
+        confirms: bool = False,
     ):
         self.url = url
+        # Publisher confirms instead of transactions (AmqpConfirms): on a RabbitMQ cluster.
+        self.confirms = confirms
         self.names = names
         self.core = core
         self.declare = declare
@@ -242,9 +344,10 @@ class AmqpRouter:
 
     @property
     def ready(self) -> bool:
-        """True only while the connection and channel are open and the broker still has our consumer."""
+        """True only while the connection and channel are open, the broker still has our consumer and
+        (on a cluster) confirms what it is sent."""
         attached = self._attached
-        return attached is not None and attached.problem() is None
+        return attached is not None and attached.problem() is None and attached.unconfirmed() is None
 
     def stop(self) -> None:
         self._stop.set()
@@ -262,11 +365,16 @@ class AmqpRouter:
         backoff = 0.2
         while not self._stop.is_set():
             attachments = self.attachments
-            error: Exception | None = None
+            error: BaseException | None = None
             try:
                 await self._session()
             except Exception as exc:
                 error = exc
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if self._stop.is_set() or (task is not None and task.cancelling()):
+                    raise
+                error = exc  # not ours (a task of the session's, cancelled): never end the router on it
             finally:
                 self._attached = None
             if self._stop.is_set():
@@ -296,16 +404,22 @@ class AmqpRouter:
             self.url, client_properties={"connection_name": self.connection_name}
         )
         try:
-            channel = await connection.channel(publisher_confirms=False)
+            channel = await connection.channel(publisher_confirms=self.confirms)
             await self.declare(channel)
             await channel.set_qos(prefetch_count=self.prefetch)
-            await channel.transaction().select(timeout=10)
+            if not self.confirms:
+                await channel.transaction().select(timeout=10)
             markers = await channel.declare_queue(
                 self.marker_queue,
                 durable=True,
                 # Only the latest markers matter (at most two batches are ever unrecorded); the queue
-                # disappears a day after its router is gone, long after others settled its claims.
-                arguments={"x-queue-type": "classic", "x-max-length": 1000, "x-expires": 86_400_000},
+                # disappears a day after its router is gone, long after others settled its claims. On a
+                # cluster (confirms) a quorum queue, which outlives the node it was declared on.
+                arguments={
+                    "x-queue-type": "quorum" if self.confirms else "classic",
+                    "x-max-length": 1000,
+                    "x-expires": 86_400_000,
+                },
             )
             await self._resolve_in_doubt(markers)
             await self._beat()
@@ -333,7 +447,9 @@ class AmqpRouter:
                 attachments=self.attachments,
                 connection_name=self.connection_name,
             )
-            tx = AmqpTx(channel, underlay, self.marker_queue, self._in_doubt)
+            tx = (AmqpConfirms if self.confirms else AmqpTx)(
+                channel, underlay, self.marker_queue, self._in_doubt
+            )
             held: list[tuple[float, Delivery]] = []
             watchdog = asyncio.create_task(self._watchdog(self._attached, lost), name="router-watchdog")
             try:
@@ -539,14 +655,49 @@ class AmqpRouter:
                 await channel.close()
 
     async def _watchdog(self, attached: _Attachment, lost: asyncio.Event) -> None:
-        """End the session when the facts behind `ready` fail, even if no callback said so."""
-        while not lost.is_set():
-            await asyncio.sleep(self.watchdog_interval)
-            problem = attached.problem()
-            if problem is not None:
-                self.last_error = problem
-                log.warning("watchdog_consumer_lost", problem=problem)
-                lost.set()
+        """End the session when the facts behind `ready` fail, even if no callback said so; on a
+        cluster, probe meanwhile whether the broker confirms anything."""
+        probe: asyncio.Task[None] | None = None
+        try:
+            while not lost.is_set():
+                await asyncio.sleep(self.watchdog_interval)
+                if self.confirms and (probe is None or probe.done()):
+                    probe = asyncio.create_task(self._probe(attached), name="router-probe")
+                problem = attached.problem()
+                if problem is not None:
+                    self.last_error = problem
+                    log.warning("watchdog_consumer_lost", problem=problem)
+                    lost.set()
+                elif (unconfirmed := attached.unconfirmed()) is not None and self.last_error != unconfirmed:
+                    self.last_error = unconfirmed
+                    log.warning("broker_confirms_nothing", waited=PROBE_PATIENCE)
+        finally:
+            if probe is not None:
+                probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *_CONNECTION_ERRORS):
+                    await probe
+            if attached.probe_channel is not None:
+                with contextlib.suppress(Exception):
+                    await attached.probe_channel.close()
+
+    async def _probe(self, attached: _Attachment) -> None:
+        """A confirmed publish to the router's own marker queue (a body no batch has: parse_marker reads
+        it as a token no batch has). The broker confirms it only while that quorum queue has a
+        majority, as routing needs of every queue it touches; without one the session is kept (the
+        consumer delivers again once a majority is back) and only `ready` says no."""
+        attached.unconfirmed_since = attached.unconfirmed_since or time.monotonic()
+        try:
+            if attached.probe_channel is None or attached.probe_channel.is_closed:
+                attached.probe_channel = await attached.connection.channel(publisher_confirms=True)
+            await attached.probe_channel.default_exchange.publish(
+                aio_pika.Message(b"probe"), self.marker_queue
+            )
+        except _CONNECTION_ERRORS:
+            return  # the session ends by itself
+        attached.unconfirmed_since = None
+        if self.last_error is not None and self.last_error.startswith("the broker confirms nothing"):
+            self.last_error = None
+            log.info("broker_confirms_again")
 
     async def _loop(
         self,
@@ -609,6 +760,10 @@ class AmqpRouter:
                 with contextlib.suppress(asyncio.CancelledError, *_CONNECTION_ERRORS):
                     await outgoing.task
                 raise ConnectionError(self.last_error or "connection lost while committing")
+        if outgoing.task.cancelled():
+            # Given up above on an earlier call (the session's end settles the batch again): still the
+            # connection's loss, never a cancellation of the router itself, which would end it silently.
+            raise ConnectionError(self.last_error or "connection lost while committing")
         await outgoing.task
 
     async def _stage(self, batch: list[Delivery], lost: asyncio.Event) -> BatchResult | None:

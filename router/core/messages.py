@@ -62,10 +62,24 @@ def event_key(tenant: str, name: str) -> str:
     return f"{tenant}.{name}"
 
 
-def event_message(exchange: str, name: str, at: datetime, *, tenant: str, **fields: Any) -> OutMessage:
+# The namespace of the ids of events that happen once per contact (once_per_contact).
+_ONCE_PER_CONTACT = uuid.UUID("6f1d3c0e-5b7a-4e0c-9d43-2f8a1c6e7b90")
+
+
+def once_per_contact(contact_id: str, name: str) -> str:
+    """The event id of an event a contact has at most once (`contact.received`, `contact.routed`,
+    `contact.reply` of a reply): the same in every attempt at routing it, so that a batch routed again
+    after a failed publish (publisher confirms on a cluster, DESIGN: "Commit modes") repeats the event
+    under the same id, and the history and other subscribers drop the copy."""
+    return str(uuid.uuid5(_ONCE_PER_CONTACT, f"{contact_id}/{name}"))
+
+
+def event_message(
+    exchange: str, name: str, at: datetime, *, tenant: str, event_id: str | None = None, **fields: Any
+) -> OutMessage:
     """An event of `tenant` on `exchange`, keyed `<tenant>.<event>`; the payload names both. The event
-    id is the message id, so a subscriber can dedupe on either."""
-    event_id = str(uuid.uuid4())
+    id (random unless given) is the message id, so a subscriber can dedupe on either."""
+    event_id = event_id or str(uuid.uuid4())
     payload = {"event": name, "event_id": event_id, "at": at.isoformat(), "tenant": tenant, **fields}
     return OutMessage(exchange, event_key(tenant, name), dumps(payload), event_id)
 

@@ -39,7 +39,7 @@ from router.core.contact import (
     summarise_errors,
 )
 from router.core.deadlines import breach_messages, score, soonest_open
-from router.core.messages import OutMessage, dumps, event_message, team_item
+from router.core.messages import OutMessage, dumps, event_message, once_per_contact, team_item
 from router.core.ports import Delivery, Join, Staged
 from router.core.tenants import Deadline, Tenant
 from router.core.topology import Names
@@ -219,12 +219,18 @@ def first_events(
     common = {"tenant": state.tenant, "contact_id": state.cid, "channel": state.channel}
     return [
         event_message(
-            exchange, "contact.received", desk.now, received_at=state.fields["received_at"], **common
+            exchange,
+            "contact.received",
+            desk.now,
+            event_id=once_per_contact(state.cid, "contact.received"),
+            received_at=state.fields["received_at"],
+            **common,
         ),
         event_message(
             exchange,
             "contact.routed",
             desk.now,
+            event_id=once_per_contact(state.cid, "contact.routed"),
             team=decision.team,
             rule=decision.rule,
             category=decision.category,
@@ -488,7 +494,14 @@ def follow_up(contact: Contact, names: Names, now: datetime, token: str, join: d
     messages = [
         _team_item(names, contact.tenant, team, envelope, contact, rule),
         event_message(
-            names(topology.EVENTS), "contact.reply", now, reply_id=contact.cid, team=team, **common, **extra
+            names(topology.EVENTS),
+            "contact.reply",
+            now,
+            event_id=once_per_contact(contact.cid, "contact.reply"),
+            reply_id=contact.cid,
+            team=team,
+            **common,
+            **extra,
         ),
     ]
     return Routed(contact, decision, [], staged, messages, "joined")

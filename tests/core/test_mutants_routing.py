@@ -210,6 +210,19 @@ def test_a_routed_mail_publishes_the_team_item_then_received_then_routed() -> No
     }
 
 
+def test_routing_a_contact_again_repeats_its_events_under_the_same_ids() -> None:
+    """A batch routed again after a failed publish (confirms on a cluster) sends its events again: under
+    the ids of the first attempt, so that subscribers drop the copies; another contact's differ."""
+    c = mail()
+    first = route(c, TENANTS["ommen"], NAMES, WED_10, "tok")
+    again = route(c, TENANTS["ommen"], NAMES, WED_10 + timedelta(seconds=5), "tok2")
+    other = route(mail(subject="Iets anders"), TENANTS["ommen"], NAMES, WED_10, "tok")
+    ids = [m.message_id for m in first.messages[1:]]
+    assert ids == [m.message_id for m in again.messages[1:]]
+    assert [body_of(m)["event_id"] for m in again.messages[1:]] == ids
+    assert len(set(ids)) == 2 and not set(ids) & {m.message_id for m in other.messages[1:]}
+
+
 def test_a_contact_is_listed_by_its_soonest_open_deadline_of_any_kind() -> None:
     # An Ommen letter has an acknowledgement (5 workdays) and no reaction norm: listed by the former.
     r = route(mail(channel="post"), TENANTS["ommen"], NAMES, WED_10, "tok")

@@ -192,9 +192,11 @@ class PrivateRedis:
 
 
 class RouterProcess:
-    """`contact-router router --embedded never` as a child process, logging JSON lines to a file."""
+    """`contact-router router --embedded never` (or `serve`: router, API and scheduler) as a child
+    process, logging JSON lines to a file."""
 
-    def __init__(self, env: dict[str, str], log: Path, name: str):
+    def __init__(self, env: dict[str, str], log: Path, name: str, command: str = "router"):
+        self.command = command
         self.env = env
         self.log = log
         self.name = name
@@ -206,7 +208,7 @@ class RouterProcess:
             out.write(f'{{"event": "test_started_{self.name}", "start": {self.starts}}}\n'.encode())
             out.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "router.cli", "router", "--embedded", "never"],
+                [sys.executable, "-m", "router.cli", self.command, "--embedded", "never"],
                 cwd=ROOT,
                 env={**os.environ, **self.env},
                 stdout=out,
