@@ -173,55 +173,36 @@ class AmqpConfirms(AmqpTx):
     routed again, so such an item can be in its queue twice, with the same message_id (the contact id).
     At least once per item, not exactly once: docs/architecture.md, "Commit modes"."""
 
-    def __init__(
-        self,
-        channel: aio_pika.abc.AbstractChannel,
-        underlay: aiormq.abc.AbstractChannel,
-        marker_queue: str,
-        in_doubt: list[tuple[str, BatchResult]],
-    ):
-        super().__init__(channel, underlay, marker_queue, in_doubt)
-        self._acks: list[Any] = []
-        self._publishes = 0
-
-    async def ack(self, delivery: Delivery) -> None:
-        self._acks.append(aiormq.spec.Basic.Ack(delivery_tag=delivery.handle.delivery_tag))
-
-    def _add_publish(
-        self, exchange: str, routing_key: str, body: bytes, properties: aiormq.spec.Basic.Properties
-    ) -> None:
-        super()._add_publish(exchange, routing_key, body, properties)
-        self._publishes += 1
-
     async def commit(self, result: BatchResult) -> None:
-        await self._send_confirmed()
+        # The acks wait until the batch is confirmed; the rest goes out now.
+        frames, self._frames = self._frames, []
+        acks = [f for f in frames if isinstance(f, aiormq.spec.Basic.Ack)]
+        await self._send_confirmed([f for f in frames if not isinstance(f, aiormq.spec.Basic.Ack)])
         self._add_publish(
             "", self.marker_queue, marker_body(result), aiormq.spec.Basic.Properties(delivery_mode=2)
         )
+        marker, self._frames = self._frames, []
         try:
-            await self._send_confirmed()
+            await self._send_confirmed(marker)
         except BaseException:
             # Sent but not confirmed: the marker may or may not be in its queue.
             self.in_doubt.append((result.token, result))
             raise
-        acks, self._acks = self._acks, []
         # Committed: the acks need no answer. Lost with the connection, the inputs come back and are
         # found routed once the store has recorded the batch (AmqpRouter._record).
         if acks:
             with contextlib.suppress(*_CONNECTION_ERRORS):
                 await self._write(acks)
 
-    async def _send_confirmed(self) -> None:
-        frames, self._frames = self._frames, []
-        count, self._publishes = self._publishes, 0
+    async def _send_confirmed(self, frames: list[Any]) -> None:
         underlay = self.underlay
         if underlay.is_closed:
             raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
         # Our frames bypass aiormq's publish, so its confirm bookkeeping is done here: one future per
-        # delivery tag, which aiormq resolves from the broker's acks and nacks (and fails when the
-        # channel closes).
+        # delivery tag (one per publish, in order), which aiormq resolves from the broker's acks and
+        # nacks (and fails when the channel closes).
         confirms = []
-        for _ in range(count):
+        for _ in range(sum(1 for f in frames if isinstance(f, aiormq.spec.Basic.Publish))):
             underlay.delivery_tag += 1
             confirm = underlay.create_future()
             underlay.confirmations[underlay.delivery_tag] = confirm
