@@ -658,8 +658,8 @@ class AmqpRouter:
                 with contextlib.suppress(asyncio.CancelledError, *_CONNECTION_ERRORS):
                     await probe
             if attached.probe_channel is not None:
-                with contextlib.suppress(Exception):
-                    await attached.probe_channel.close()
+                with contextlib.suppress(Exception):  # a broker without a majority may not answer
+                    await asyncio.wait_for(attached.probe_channel.close(), 5)
 
     async def _probe(self, attached: _Attachment) -> None:
         """A confirmed publish to the router's own marker queue (a body no batch has: parse_marker reads
