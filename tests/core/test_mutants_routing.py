@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,6 +16,7 @@ from router.core import topology
 from router.core.casework import NO_DEADLINE_SCORE
 from router.core.clock import epoch_ms
 from router.core.contact import Contact, Sender, Source
+from router.core.messages import ONCE_PER_CONTACT
 from router.core.ports import Delivery, Join
 from router.core.routing import (
     MAX_BODY_BYTES,
@@ -221,6 +223,10 @@ def test_routing_a_contact_again_repeats_its_events_under_the_same_ids() -> None
     assert ids == [m.message_id for m in again.messages[1:]]
     assert [body_of(m)["event_id"] for m in again.messages[1:]] == ids
     assert len(set(ids)) == 2 and not set(ids) & {m.message_id for m in other.messages[1:]}
+    # Name-based UUIDs (version 5) of the contact id and the event, as any system can derive them.
+    assert ids == [
+        str(uuid.uuid5(ONCE_PER_CONTACT, f"{c.cid}/{e}")) for e in ("contact.received", "contact.routed")
+    ]
 
 
 def test_a_contact_is_listed_by_its_soonest_open_deadline_of_any_kind() -> None:
