@@ -136,7 +136,8 @@ async def test_a_publish_the_broker_refuses_is_routed_again_once_it_takes_it(
         await asyncio.sleep(2.0)
         statuses = [(await rt.store.get(cid)) for cid in ids]
         assert not any(r is not None and r.fields.get("status") == "routed" for r in statuses)
-        assert rt.router is not None and "PublishNacked" in (rt.router.last_error or "")
+        # Each nack ends the session (a new one is attached after a back-off): nothing acked meanwhile.
+        assert rt.router is not None and rt.router.attachments >= 2
         await refusing.delete(if_unused=False, if_empty=False)
         assert await wait_routed(rt, ids) == ["routed"] * 5
         msgs = await drain(amqp, rt.names.team_queue(*TEAM))
