@@ -150,10 +150,11 @@ class Settings(BaseSettings):
     # every tenant (an integrator of a shared contact centre); `scopes` "submit|agent|read", or "admin"
     # for all. Checked at start-up (`parse_api_keys`).
     api_keys: SecretStr = SecretStr("")
-    # How the router hands a batch to the broker (DESIGN.md, "Commit modes"): "transactions" (exactly once
-    # per item; for one broker node), "confirms" (publisher confirms, at least once per item: for a
-    # RabbitMQ cluster, whose transactions can drop quorum-queue publishes), or "auto": confirms when
-    # AMQP_URL names several nodes. A cluster behind one address (a load balancer) needs "confirms".
+    # How the router hands a batch to the broker (docs/architecture.md, "Commit modes"): "transactions"
+    # (exactly once per item; for one broker node), "confirms" (publisher confirms, at least once per
+    # item: for a RabbitMQ cluster, whose transactions can drop quorum-queue publishes), or "auto":
+    # confirms when AMQP_URL names several nodes. A cluster behind one address (a load balancer) needs
+    # "confirms".
     router_commit: Literal["auto", "transactions", "confirms"] = "auto"
     # How many contacts the router takes from the broker in one transaction.
     router_batch_size: int = Field(default=100, ge=1, le=1000)

@@ -70,8 +70,8 @@ ONCE_PER_CONTACT = uuid.UUID("6f1d3c0e-5b7a-4e0c-9d43-2f8a1c6e7b90")
 def once_per_contact(contact_id: str, name: str) -> str:
     """The event id of an event a contact has at most once (`contact.received`, `contact.routed`,
     `contact.reply` of a reply): the same in every attempt at routing it, so that a batch routed again
-    after a failed publish (publisher confirms on a cluster: docs/architecture.md, "Commit modes") repeats the event
-    under the same id, and the history and other subscribers drop the copy."""
+    after a failed publish (publisher confirms on a cluster: docs/architecture.md, "Commit modes")
+    repeats the event under the same id, and the history and other subscribers drop the copy."""
     # uuid.uuid5(ONCE_PER_CONTACT, ...) without building a UUID object (a third of its cost; two per
     # routed contact on the router's hot path).
     digest = bytearray(hashlib.sha1(ONCE_PER_CONTACT.bytes + f"{contact_id}/{name}".encode()).digest()[:16])
