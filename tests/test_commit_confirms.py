@@ -1,8 +1,9 @@
 """The router with publisher confirms instead of transactions (ROUTER_COMMIT=confirms, the default when
-AMQP_URL names a cluster's nodes; DESIGN.md, "Commit modes"), on the machine's broker. What a team must be
-able to rely on: no contact lost whatever the broker refuses or when the connection goes; every contact
-routed once in the store; an item in its team queue twice only after a batch that failed before its
-commit marker was confirmed, and then with the same message_id, so the team's consumer can drop it.
+AMQP_URL names a cluster's nodes; docs/architecture.md, "Commit modes"), on the machine's broker. What a
+team must be able to rely on: no contact lost whatever the broker refuses or when the connection goes;
+every contact routed once in the store; an item in its team queue twice only after a batch that failed
+before its commit marker was confirmed, and then with the same message_id, so the team's consumer can
+drop it.
 """
 
 from __future__ import annotations
@@ -20,24 +21,13 @@ from router.core.topology import TEAMS, Names
 from router.service import build, start
 from router.settings import Settings
 from tests.conftest import drain
-from tests.test_commit_in_doubt import publish
+from tests.test_commit_in_doubt import publish, wait_routed
 
 TEAM = ("ommen", "burgerzaken")
 
 
 def confirms(settings: Settings) -> Settings:
     return settings.model_copy(update={"router_commit": "confirms"})
-
-
-async def wait_routed(rt: Any, ids: list[str], within: float = 20.0) -> list[str]:
-    statuses: list[str] = []
-    for _ in range(int(within / 0.05)):
-        records = [await rt.store.get(cid) for cid in ids]
-        statuses = [r.fields.get("status", "") if r else "" for r in records]
-        if statuses == ["routed"] * len(ids):
-            break
-        await asyncio.sleep(0.05)
-    return statuses
 
 
 def test_auto_means_confirms_for_a_cluster_and_transactions_for_one_node(settings: Settings) -> None:

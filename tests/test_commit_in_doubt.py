@@ -46,6 +46,18 @@ async def publish(conn: aio_pika.abc.AbstractConnection, names: Names, n: int) -
     return ids
 
 
+async def wait_routed(rt: Any, ids: list[str], within: float = 20.0) -> list[str]:
+    """The contacts' states in the store, once all are `routed` or after `within` seconds."""
+    statuses: list[str] = []
+    for _ in range(int(within / 0.05)):
+        records = [await rt.store.get(cid) for cid in ids]
+        statuses = [r.fields.get("status", "") if r else "" for r in records]
+        if statuses == ["routed"] * len(ids):
+            break
+        await asyncio.sleep(0.05)
+    return statuses
+
+
 @pytest.mark.parametrize("broker_committed", [True, False])
 async def test_unheard_commit_is_resolved_after_reconnect(
     settings: Settings,
@@ -71,13 +83,7 @@ async def test_unheard_commit_is_resolved_after_reconnect(
     await start(rt)
     try:
         ids = await publish(amqp, rt.names, 5)
-        statuses: list[str] = []
-        for _ in range(200):
-            records = [await rt.store.get(cid) for cid in ids]
-            statuses = [r.fields.get("status", "") if r else "" for r in records]
-            if statuses == ["routed"] * 5:
-                break
-            await asyncio.sleep(0.05)
+        statuses = await wait_routed(rt, ids, within=10.0)
         assert lost == [1]
         assert statuses == ["routed"] * 5
         msgs = await drain(amqp, rt.names.team_queue("ommen", "burgerzaken"))

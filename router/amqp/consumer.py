@@ -57,6 +57,8 @@ STORE_CALL_TIMEOUT = 15.0
 # and the router's publishes go unconfirmed: `ready` is false once a probe waits for its confirm longer
 # than this (AmqpRouter._probe).
 PROBE_PATIENCE = 5.0
+# The start of `last_error` while that is so: cleared by the probe that is confirmed again.
+UNCONFIRMED = "the broker confirms nothing"
 
 _CONNECTION_ERRORS = (
     aiormq.exceptions.AMQPError,
@@ -134,9 +136,6 @@ class AmqpTx:
         persistent = aiormq.spec.Basic.Properties(delivery_mode=2)
         self._add_publish("", self.marker_queue, marker_body(result), persistent)
         frames, self._frames = self._frames, []
-        underlay = self.underlay
-        if underlay.is_closed:
-            raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
         # One write of the whole batch, queued before the commit's own frame, so the broker takes them
         # in order. The put waits only while aiormq's frame buffer is full; a connection that dies
         # meanwhile ends the batch through `lost` (AmqpRouter._settle).
@@ -151,8 +150,13 @@ class AmqpTx:
     async def _commit(self) -> None:
         await self.channel.transaction().commit(timeout=30)
 
+    def _open_underlay(self) -> aiormq.Channel:
+        if self.underlay.is_closed:
+            raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
+        return self.underlay
+
     async def _write(self, frames: list[Any]) -> None:
-        underlay = self.underlay
+        underlay = self._open_underlay()
         await underlay.write_queue.put(ChannelFrame.marshall(channel_number=underlay.number, frames=frames))
 
 
@@ -195,9 +199,7 @@ class AmqpConfirms(AmqpTx):
                 await self._write(acks)
 
     async def _send_confirmed(self, frames: list[Any]) -> None:
-        underlay = self.underlay
-        if underlay.is_closed:
-            raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
+        underlay = self._open_underlay()  # before any confirm is waited for
         # Our frames bypass aiormq's publish, so its confirm bookkeeping is done here: one future per
         # delivery tag (one per publish, in order), which aiormq resolves from the broker's acks and
         # nacks (and fails when the channel closes).
@@ -256,7 +258,7 @@ class _Attachment:
 
     def unconfirmed(self) -> str | None:
         if self.unconfirmed_since is not None and time.monotonic() - self.unconfirmed_since > PROBE_PATIENCE:
-            return f"the broker confirms nothing for {PROBE_PATIENCE:g} s: its queues have no majority?"
+            return f"{UNCONFIRMED} for {PROBE_PATIENCE:g} s: its queues have no majority?"
         return None
 
     def problem(self) -> str | None:
@@ -676,7 +678,7 @@ class AmqpRouter:
         except _CONNECTION_ERRORS:
             return  # the session ends by itself
         attached.unconfirmed_since = None
-        if self.last_error is not None and self.last_error.startswith("the broker confirms nothing"):
+        if self.last_error is not None and self.last_error.startswith(UNCONFIRMED):
             self.last_error = None
             log.info("broker_confirms_again")
 
