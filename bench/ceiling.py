@@ -22,6 +22,7 @@ import time
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from router import heap
 from router.core import topology
 from router.core.topology import Names
 
@@ -111,6 +112,7 @@ def main() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         names = Names(args.namespace)
+        heap.settle()  # as the router does (router/heap.py): the comparison is of the work, not the GC
         if args.mode == "confirm":
             await run_confirm(args.amqp_url, names, args.prefetch, stop)
         else:

@@ -169,9 +169,10 @@ async def test_a_store_step_that_fails_unexpectedly_once_leaves_nothing_behind(
     """The store raises something other than "unavailable" once (seen on a Redis Cluster: redis-py's
     cluster client raised AttributeError while a master restarted).
 
-    staging (after the claims, before the index): the session ends, the inputs return to the queue, and
-    the router releases the claims of the failed attempt itself (it is alive: no other router settles
-    them); without that, the redelivered inputs wait for those claims for good.
+    staging (once the claims are taken and indexed, before the batch is published): the session ends, the
+    inputs return to the queue, and the router releases the claims of the failed attempt itself (it is
+    alive: no other router settles them); without that, the redelivered inputs wait for those claims for
+    good.
     record (after the broker's commit): the router must record the batch itself, for the same reason.
     Either way every contact ends `routed`, each once in its team queue."""
     settings = settings.model_copy(update={"claim_lease_ms": 1000, "router_batch_size": 100})
@@ -179,14 +180,16 @@ async def test_a_store_step_that_fails_unexpectedly_once_leaves_nothing_behind(
     rt = await build(settings, with_router=True, embedded="never")
     assert isinstance(rt.router, AmqpRouter)
     owner: Any = rt.router.core.store if step == "staging" else rt.router.core
-    name = "index" if step == "staging" else "after_commit"
+    name = "claim_and_index" if step == "staging" else "after_commit"
     real = getattr(owner, name)
     failures = 0
 
-    async def broken(*_: Any) -> None:
+    async def broken(*args: Any) -> None:
         nonlocal failures
         failures += 1
         setattr(owner, name, real)
+        if step == "staging":
+            await real(*args)  # the claims are taken: the failure comes after them
         raise AttributeError("injected")
 
     setattr(owner, name, broken)
@@ -199,6 +202,8 @@ async def test_a_store_step_that_fails_unexpectedly_once_leaves_nothing_behind(
         assert set((await statuses(redis_client, keys, cids)).values()) == {"routed"}
         items = await drain(amqp, rt.names.team_queue("ommen", "burgerzaken"), settle=0.3)
         assert collections.Counter(m.message_id for m in items) == collections.Counter(cids)
+        assert await redis_client.zcard(keys.team_items("ommen", "burgerzaken")) == N
+        assert await redis_client.zcard(keys.routing_pending()) == 0
     finally:
         await rt.close()
 
@@ -206,7 +211,7 @@ async def test_a_store_step_that_fails_unexpectedly_once_leaves_nothing_behind(
 async def test_a_batch_given_up_while_staging_leaves_no_claim_behind(
     settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any
 ) -> None:
-    """The connection goes while the store is down mid-staging (claims taken, the index not written):
+    """The connection goes while the store is down mid-staging (the claims taken, their reply lost):
     the batch is given up unpublished, its inputs return to the queue, and the router releases the claims
     its given-up attempt took, which no attempt of another router would settle (the router is alive)."""
     from router.core.ports import StoreUnavailable
@@ -216,14 +221,16 @@ async def test_a_batch_given_up_while_staging_leaves_no_claim_behind(
     rt = await build(settings, with_router=True, embedded="never")
     assert isinstance(rt.router, AmqpRouter)
     store = rt.router.core.store
-    index = store.index
+    claim = store.claim_and_index
     failing = asyncio.Event()
 
-    async def down(*_: Any) -> None:  # Redis gone after the claims, before the index
-        failing.set()
+    async def down(*args: Any) -> None:  # Redis gone after it took the claims, before it replied
+        if not failing.is_set():
+            failing.set()
+            await claim(*args)
         raise StoreUnavailable("injected")
 
-    store.index = down  # type: ignore[method-assign]
+    store.claim_and_index = down  # type: ignore[method-assign]
     await start(rt)
     try:
         await attached(rt)
@@ -233,11 +240,13 @@ async def test_a_batch_given_up_while_staging_leaves_no_claim_behind(
         assert attachment is not None
         await attachment.connection.close()  # the connection goes while the batch waits for the store
         await asyncio.sleep(0.3)
-        store.index = index  # type: ignore[method-assign]
+        store.claim_and_index = claim  # type: ignore[method-assign]
         await until_all_routed(redis_client, keys, cids)
         assert set((await statuses(redis_client, keys, cids)).values()) == {"routed"}
         items = await drain(amqp, rt.names.team_queue("ommen", "burgerzaken"), settle=0.3)
         assert collections.Counter(m.message_id for m in items) == collections.Counter(cids)
+        assert await redis_client.zcard(keys.team_items("ommen", "burgerzaken")) == N
+        assert await redis_client.zcard(keys.routing_pending()) == 0
     finally:
         await rt.close()
 

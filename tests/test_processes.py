@@ -96,6 +96,22 @@ async def test_lone_scheduler_process_fires_a_due_callback_and_stops_on_sigterm(
         out, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, out.decode()[-2000:]
     assert b"timer_fired" in out and b"+31612345678" not in out
+    # Its start-up heap frozen before it took work (router/heap.py): no full collection walks it.
+    settled = [json.loads(line) for line in out.splitlines() if b'"heap_settled"' in line]
+    assert len(settled) == 1 and settled[0]["frozen_objects"] > 10_000
+
+
+async def test_settling_the_heap_freezes_what_exists_and_lets_the_young_generation_grow() -> None:
+    probe = (
+        "import gc; from router.heap import settle, YOUNG_THRESHOLD; kept = [[i] for i in range(50_000)]; "
+        "n = settle(); assert gc.get_freeze_count() == n >= 50_000, n; "
+        "assert gc.get_threshold()[0] == YOUNG_THRESHOLD; assert gc.collect() == 0"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", probe, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
 
 
 async def test_a_router_waits_for_the_broker_then_gives_up_with_a_clear_message(settings: Settings) -> None:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from adapters.kit.registry import AdapterLoadError
 from adapters.kit.wiring import start_adapters, stop_adapters
-from router import logs, tracing
+from router import heap, logs, tracing
 from router.cli.common import run_loop, settings_from
 from router.core.rules import RulesError
 from router.core.samples import sample_contacts
@@ -130,6 +130,8 @@ async def serve(
         print(f"\n*** {BANNER} ***\n", file=sys.stderr)
     stop = asyncio.Event()
     install_signal_handlers(stop)
+    # Everything kept for the process's life is loaded; what comes next is work.
+    heap.settle()
     await start(runtime)
     if adapter_ctx is not None:
         await start_adapters(adapter_ctx)

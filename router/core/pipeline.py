@@ -134,7 +134,7 @@ class RoutingCore:
         joins |= await self._resident_links(parsed, decisions)
         prepared = self._prepare_all(parsed, joins, decisions, result, token)
         unique = self._first_copies(prepared, result)
-        claims = await self.store.claim_and_stage([p.staged for p in unique], self.lease_ms)
+        claims = await self.store.claim_and_index([p.staged for p in unique], self.lease_ms)
         for p, (status, info) in zip(unique, claims, strict=True):
             if status == "ok":
                 result.routed.append(p)
@@ -144,7 +144,6 @@ class RoutingCore:
                 result.busy.append(p.delivery)
                 if status == "lapsed":
                     result.lapsed.append((p.staged.cid, info))
-        await self.store.index([p.staged for p in result.routed])
         return result
 
     async def _joins(self, contacts: list[Contact]) -> dict[int, dict[str, str]]:

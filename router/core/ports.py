@@ -112,14 +112,11 @@ class Store(Protocol):
 
     async def ping(self) -> None: ...
 
-    async def claim_and_stage(self, items: list[Staged], lease_ms: int) -> list[tuple[ClaimStatus, str]]:
-        """Per item: 'ok' (claimed, fields written), 'dup' (already routed; info = team), 'busy' (another
-        attempt holds a live claim; info = its token) or 'lapsed' (another attempt's claim lapsed and its
-        fate is not known yet; info = its token)."""
-        ...
-
-    async def index(self, items: list[Staged]) -> None:
-        """Team item lists, timers and reference look-up; idempotent."""
+    async def claim_and_index(self, items: list[Staged], lease_ms: int) -> list[tuple[ClaimStatus, str]]:
+        """Per item: 'ok' (claimed, fields written, and its team lists, timers, reference and threads
+        indexed), 'dup' (already routed; info = team), 'busy' (another attempt holds a live claim; info =
+        its token) or 'lapsed' (another attempt's claim lapsed and its fate is not known yet; info = its
+        token). Only an item claimed is indexed; doing it again for the same token is harmless."""
         ...
 
     async def commit(self, items: list[Staged]) -> None:

@@ -5,20 +5,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, cast
 
-from router.core.clock import epoch_ms
-from router.core.erasure import identities_of_json
-from router.core.messages import dumps
+from redis.asyncio.cluster import RedisCluster
+
 from router.core.ports import ClaimStatus, ContactRecord, Staged, StoreUnavailable
 from router.redis.client import UNAVAILABLE, RedisClient, execute_pipeline, queue_script
-from router.redis.heads import head_of
+from router.redis.indexing import INDEX_KEYS, JOIN_LUA, OPS_LUA, to_pipeline, to_script_args, writes_of
 from router.redis.keys import Keys
 
-# Field of a contact's hash: the names of the keys written for the contact outside its own hash slot
-# (reference, threads, resident index), JSON {"strings": [...], "sets": [...]}; router/redis/privacy.py.
-INDEX_KEYS = "index_keys"
+__all__ = ["INDEX_KEYS", "RedisStore"]
 
 # KEYS[1] contact hash, KEYS[2..] callback hashes of the contact (same slot). ARGV: token, lease_ms,
 # then a counted group of field/value pairs for each key.
@@ -28,26 +24,43 @@ INDEX_KEYS = "index_keys"
 # (retry soon). A lapsed one: 'lapsed': that attempt's fate (committed by the broker or not) is unknown
 # here, and the in-doubt repair settles it (AmqpRouter.reconcile): committed -> the contact is marked
 # routed and this copy is a 'dup'; not committed -> the claim is released and this copy takes over.
-CLAIM_AND_STAGE = """
-if redis.call('HGET', KEYS[1], 'committed') == '1' then
-  return {'dup', redis.call('HGET', KEYS[1], 'team') or ''}
+CLAIM_LUA = """
+local function claim(nstaged, first)
+  if redis.call('HGET', KEYS[1], 'committed') == '1' then
+    return {'dup', redis.call('HGET', KEYS[1], 'team') or ''}
+  end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local holder = redis.call('HGET', KEYS[1], 'lease')
+  if holder and holder ~= ARGV[1] then
+    local lease_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
+    if lease_until > now then return {'busy', holder} end
+    return {'lapsed', holder}
+  end
+  redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', now + tonumber(ARGV[2]))
+  local i = first
+  for k = 1, nstaged do
+    local n = tonumber(ARGV[i]); i = i + 1
+    for _ = 1, n do redis.call('HSET', KEYS[k], ARGV[i], ARGV[i + 1]); i = i + 2 end
+  end
+  return {'ok', ''}, i
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local holder = redis.call('HGET', KEYS[1], 'lease')
-if holder and holder ~= ARGV[1] then
-  local lease_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
-  if lease_until > now then return {'busy', holder} end
-  return {'lapsed', holder}
-end
-redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', now + tonumber(ARGV[2]))
-local i = 3
-for k = 1, #KEYS do
-  local n = tonumber(ARGV[i]); i = i + 1
-  for _ = 1, n do redis.call('HSET', KEYS[k], ARGV[i], ARGV[i + 1]); i = i + 2 end
-end
-return {'ok', ''}
 """
+CLAIM_AND_STAGE = CLAIM_LUA + "return (claim(#KEYS, 3))"
+
+# The same claim, and for a contact it claims the writes to its indexes in the same call
+# (router/redis/indexing.py): one round trip per batch on a standalone Redis. KEYS: the claim's keys
+# (ARGV[3] of them), then the keys of the writes. ARGV: token, lease_ms, the number of the claim's keys,
+# their field groups, then the writes.
+CLAIM_STAGE_INDEX = (
+    CLAIM_LUA
+    + OPS_LUA
+    + """
+local status, i = claim(tonumber(ARGV[3]), 4)
+if status[1] == 'ok' then run_writes(i) end
+return status
+"""
+)
 
 # KEYS[1] contact hash, KEYS[2] history list; ARGV[1] (optional) the token whose claim it must be.
 # Whoever learns that the broker committed the contact's batch (its router, or the repair after that
@@ -75,19 +88,8 @@ redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
 return 1
 """
 
-# KEYS[1] target contact hash, KEYS[2] its history. ARGV: reply id, history event.
-# Once per reply; a reply to a closed contact reopens it.
-JOIN = """
-if redis.call('HSETNX', KEYS[1], 'reply:' .. ARGV[1], '1') == 0 then return 0 end
-redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'version', 1)
-if redis.call('HGET', KEYS[1], 'status') == 'closed' then
-  redis.call('HSET', KEYS[1], 'status', 'routed')
-  redis.call('HDEL', KEYS[1], 'closed_at', 'resolution')
-  return 2
-end
-return 1
-"""
+# KEYS[1] target contact hash, KEYS[2] its history. ARGV: reply id, history event (indexing.JOIN_LUA).
+JOIN = JOIN_LUA + "return join(KEYS[1], KEYS[2], ARGV[1], ARGV[2])"
 
 # KEYS: resident index sets of one tenant (one hash slot, {<tenant>}). ARGV[1]: at most this many ids per
 # key. The members of each key, in one reply for all of them: a batch asks once per tenant, not once per
@@ -116,7 +118,7 @@ if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 1 end
 return 0
 """
 
-_SCRIPTS = (CLAIM_AND_STAGE, COMMIT, JOIN, RELEASE, RESIDENT_MEMBERS)
+_SCRIPTS = (CLAIM_AND_STAGE, CLAIM_STAGE_INDEX, COMMIT, JOIN, RELEASE, RESIDENT_MEMBERS)
 _ERRORS = UNAVAILABLE
 # Member of a router's committed-batches set that says the set is complete.
 _RESOLVED = "*resolved*"
@@ -127,6 +129,7 @@ class RedisStore:
         self.r = client
         self.keys = keys
         self._claim = self.r.register_script(CLAIM_AND_STAGE)
+        self._claim_and_index = self.r.register_script(CLAIM_STAGE_INDEX)
         self._commit = self.r.register_script(COMMIT)
         self._join = self.r.register_script(JOIN)
         self._release = self.r.register_script(RELEASE)
@@ -146,26 +149,61 @@ class RedisStore:
     async def _execute(self, fill: Callable[[Any], None]) -> list[Any]:
         return await execute_pipeline(self.r, fill, _SCRIPTS)
 
+    async def claim_and_index(self, items: list[Staged], lease_ms: int) -> list[tuple[ClaimStatus, str]]:
+        """Claim and stage each item and index those claimed: in one round trip on a standalone Redis
+        (CLAIM_STAGE_INDEX), in two on a cluster, where the index writes span slots."""
+        if not items:
+            return []
+        if isinstance(self.r, RedisCluster):
+            claims = await self.claim_and_stage(items, lease_ms)
+            claimed = [item for item, (status, _) in zip(items, claims, strict=True) if status == "ok"]
+            await self.index(claimed)
+            return claims
+        now_ms = int(time.time() * 1000)
+
+        def fill(pipe: Any) -> None:
+            for item in items:
+                keys, argv = self._claim_args(item, lease_ms)
+                more_keys, writes = to_script_args(writes_of(self.keys, item, now_ms), len(keys) + 1)
+                queue_script(
+                    pipe, self._claim_and_index.sha, len(keys) + len(more_keys), *keys, *more_keys,
+                    item.token, lease_ms, len(keys), *argv, *writes,
+                )  # fmt: skip
+
+        return await self._claims(items, fill)
+
     async def claim_and_stage(self, items: list[Staged], lease_ms: int) -> list[tuple[ClaimStatus, str]]:
+        """Claim and stage each item (CLAIM_AND_STAGE), nothing more."""
         if not items:
             return []
 
         def fill(pipe: Any) -> None:
             for item in items:
-                keys = [self.keys.contact(item.cid)]
-                argv: list[Any] = [item.token, lease_ms]
-                # What COMMIT needs, staged with the claim, so that anyone can finish the commit.
-                staged = {**item.fields, "_final": item.final_status, "_history": "\n".join(item.history)}
-                for key, fields in [(keys[0], staged)] + [
-                    (self.keys.callback(item.cid, n), cb) for n, cb in sorted(item.callbacks.items())
-                ]:
-                    if key != keys[0]:
-                        keys.append(key)
-                    argv.append(len(fields))
-                    for k, v in fields.items():
-                        argv += [k, v]
-                queue_script(pipe, self._claim.sha, len(keys), *keys, *argv)
+                keys, argv = self._claim_args(item, lease_ms)
+                queue_script(pipe, self._claim.sha, len(keys), *keys, item.token, lease_ms, *argv)
 
+        return await self._claims(items, fill)
+
+    def _claim_args(self, item: Staged, lease_ms: int) -> tuple[list[str], list[Any]]:
+        """The claim's keys (the contact's hash, its callbacks' hashes: one slot) and a counted group of
+        field/value pairs for each."""
+        keys = [self.keys.contact(item.cid)]
+        argv: list[Any] = []
+        # What COMMIT needs, staged with the claim, so that anyone can finish the commit.
+        staged = {**item.fields, "_final": item.final_status, "_history": "\n".join(item.history)}
+        for key, fields in [(keys[0], staged)] + [
+            (self.keys.callback(item.cid, n), cb) for n, cb in sorted(item.callbacks.items())
+        ]:
+            if key != keys[0]:
+                keys.append(key)
+            argv.append(len(fields))
+            for k, v in fields.items():
+                argv += [k, v]
+        return keys, argv
+
+    async def _claims(
+        self, items: list[Staged], fill: Callable[[Any], None]
+    ) -> list[tuple[ClaimStatus, str]]:
         try:
             raw = await self._execute(fill)
             claims = [(cast(ClaimStatus, r[0].decode()), r[1].decode()) for r in raw]
@@ -179,65 +217,15 @@ class RedisStore:
         return claims
 
     async def index(self, items: list[Staged]) -> None:
+        """The index writes of claimed items in a pipeline (router/redis/indexing.py); idempotent."""
         if not items:
             return
-
         now_ms = int(time.time() * 1000)
-
-        def fill(pipe: Any) -> None:
-            # One ZADD per team list and one for all timers of the batch, not one per contact: every
-            # command costs a reply to parse, and a later score for the same member wins either way.
-            lists: dict[str, dict[str, int]] = {}
-            heads: dict[str, dict[str, str]] = {}  # the lists' heads (router/redis/heads.py)
-            timers: dict[str, int] = {}
-            for item in items:
-                listed = list(item.listed)
-                if item.team_score_ms is not None:
-                    listed.append((item.team, item.cid, item.team_score_ms))
-                for team, member, score in listed:
-                    lists.setdefault(self.keys.team_items(item.tenant, team), {})[member] = score
-                    if (head := head_of(member, score, item.fields, item.callbacks)) is not None:
-                        heads.setdefault(self.keys.team_heads(item.tenant, team), {})[member] = head
-                reference = self.keys.reference(item.reference)
-                pipe.set(reference, item.cid)
-                threads = [self.keys.thread(item.tenant, message_id) for message_id in item.thread_ids]
-                for key in threads:
-                    pipe.set(key, item.thread_target or item.cid)
-                self._index_for_erasure(pipe, item, [reference, *threads])
-                timers.update(item.timers)
-                if item.join is not None:
-                    j = item.join
-                    keys = [self.keys.contact(j.target), self.keys.history(j.target)]
-                    queue_script(pipe, self._join.sha, len(keys), *keys, item.cid, j.event)
-                    # Back on the list if it was closed; an open contact keeps its place.
-                    pipe.zadd(self.keys.team_items(j.tenant, j.team), {j.target: j.score_ms}, nx=True)
-            for key, members in lists.items():
-                pipe.zadd(key, members)
-            for key, entries in heads.items():
-                pipe.hset(key, mapping=entries)
-            if timers:
-                pipe.zadd(self.keys.timers(), timers)
-            pipe.zadd(self.keys.routing_pending(), {item.cid: now_ms for item in items})
-
+        writes = [w for item in items for w in writes_of(self.keys, item, now_ms)]
         try:
-            await self._execute(fill)
+            await self._execute(lambda pipe: to_pipeline(pipe, writes, self._join.sha, queue_script))
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
-
-    def _index_for_erasure(self, pipe: Any, item: Staged, strings: list[str]) -> None:
-        """What retention and erasure need (router/redis/privacy.py): the contact in its resident's
-        index by address and number (keyed hashes), a contact closed at once (a phone note answered) in
-        the tenant's closed index, and in the contact's hash the names of the keys written for it, so
-        they can be removed later even when the key secret or the key scheme changed meanwhile."""
-        residents = [
-            self.keys.resident(item.tenant, kind, value)
-            for kind, value in identities_of_json(item.fields.get("contact"))
-        ]
-        for key in residents:
-            pipe.sadd(key, item.cid)
-        if item.final_status == "closed" and (closed_at := item.fields.get("closed_at")):
-            pipe.zadd(self.keys.closed(item.tenant), {item.cid: epoch_ms(datetime.fromisoformat(closed_at))})
-        pipe.hset(self.keys.contact(item.cid), INDEX_KEYS, dumps({"strings": strings, "sets": residents}))
 
     async def commit(self, items: list[Staged]) -> None:
         if not items:
