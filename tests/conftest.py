@@ -70,11 +70,18 @@ TEST_NAMESPACE = re.compile(r"^t([0-9a-f]{4})[0-9a-f]{10}\.")
 SESSIONS = Path(tempfile.gettempdir()) / "contact-router-test-sessions"
 
 
+# Every namespace handed out in this session: the sweep between modules deletes only theirs, so that it
+# can run beside the next module's tests, whose namespaces are not among them yet.
+_HANDED_OUT: set[str] = set()
+
+
 def new_namespace() -> str:
-    return f"t{SESSION_TAG}{uuid.uuid4().hex[:10]}."
+    namespace = f"t{SESSION_TAG}{uuid.uuid4().hex[:10]}."
+    _HANDED_OUT.add(namespace)
+    return namespace
 
 
-def _listed(kind: str, tags: Callable[[str], bool]) -> list[str]:
+def _listed(kind: str, tags: Callable[[str], bool], only: frozenset[str] | None = None) -> list[str]:
     done = subprocess.run(
         ["rabbitmqctl", f"list_{kind}", "name", "--quiet", "--no-table-headers", "--silent"],
         capture_output=True,
@@ -83,7 +90,11 @@ def _listed(kind: str, tags: Callable[[str], bool]) -> list[str]:
     )
     if done.returncode != 0:
         raise RuntimeError(f"rabbitmqctl list_{kind} failed: {done.stderr.strip()[-300:]}")
-    return [n for n in done.stdout.split() if (m := TEST_NAMESPACE.match(n)) and tags(m.group(1))]
+    return [
+        n
+        for n in done.stdout.split()
+        if (m := TEST_NAMESPACE.match(n)) and tags(m.group(1)) and (only is None or m.group(0) in only)
+    ]
 
 
 def _alive(tag: str) -> bool:
@@ -95,7 +106,9 @@ def _alive(tag: str) -> bool:
     return True
 
 
-def sweep_test_namespaces(tags: Callable[[str], bool], *, exchanges_too: bool = True) -> int:
+def sweep_test_namespaces(
+    tags: Callable[[str], bool], *, exchanges_too: bool = True, only: frozenset[str] | None = None
+) -> int:
     """Delete the queues and exchanges left on the broker under the namespaces of the sessions `tags`
     picks.
 
@@ -103,12 +116,13 @@ def sweep_test_namespaces(tags: Callable[[str], bool], *, exchanges_too: bool = 
     1024): a few hundred leftover queues exhaust them, and from then on every test that touches the
     broker hangs. `delete_namespace` knows only the topology's own names; subprocess tests, the
     history, the exports and the workspace declare more. Run between test modules, when none of this
-    session's tests runs. Exchanges hold no file descriptors: `exchanges_too=False` leaves them for the
-    session's end (each listing costs ~0.8 s, and there are a hundred modules)."""
+    session's tests runs, or, limited to the namespaces `only`, beside them. Exchanges hold no file
+    descriptors: `exchanges_too=False` leaves them for the session's end (each listing costs ~0.8 s, and
+    there are a hundred modules)."""
     if shutil.which("rabbitmqctl") is None or not _port_open(5672):
         return 0
-    queues = _listed("queues", tags)
-    exchanges = _listed("exchanges", tags) if exchanges_too else []
+    queues = _listed("queues", tags, only)
+    exchanges = _listed("exchanges", tags, only) if exchanges_too else []
     if not queues and not exchanges:
         return 0
 
@@ -150,15 +164,49 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     with contextlib.suppress(Exception):
+        _previous_sweep()
+    with contextlib.suppress(Exception):
         sweep_test_namespaces(lambda tag: tag == SESSION_TAG)
     with contextlib.suppress(OSError):
         (SESSIONS / SESSION_TAG).unlink()
 
 
+class _Sweep(threading.Thread):
+    """The sweep of the namespaces of the modules that have finished, beside the next module's tests:
+    listing the queues costs ~0.5 s of rabbitmqctl per module, most of a minute in all if it waits."""
+
+    def __init__(self, finished: frozenset[str]):
+        super().__init__(name="test-namespace-sweep", daemon=True)
+        self.finished = finished
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            sweep_test_namespaces(lambda tag: tag == SESSION_TAG, exchanges_too=False, only=self.finished)
+        except BaseException as exc:
+            self.failure = exc
+
+
+_sweeps: list[_Sweep] = []
+
+
+def _previous_sweep() -> None:
+    """Wait for the sweep under way, if any; its failure is this teardown's (leftover queues exhaust the
+    broker's file descriptors, and every later test would hang)."""
+    if _sweeps:
+        sweep = _sweeps.pop()
+        sweep.join(180)
+        if sweep.failure is not None:
+            raise sweep.failure
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _sweep_after_module() -> Any:
     yield
-    sweep_test_namespaces(lambda tag: tag == SESSION_TAG, exchanges_too=False)
+    _previous_sweep()
+    sweep = _Sweep(frozenset(_HANDED_OUT))
+    _sweeps.append(sweep)
+    sweep.start()
 
 
 @pytest.fixture(scope="session")
