@@ -63,8 +63,9 @@ async def team_items(amqp: Any, rt: Runtime) -> list[aio_pika.abc.AbstractIncomi
 
 @pytest.mark.parametrize("kind", ["identical", "without_id", "fresh_id"])
 async def test_copies_sent_right_behind_their_originals_are_routed_once(
-    settings: Settings, amqp: aio_pika.abc.AbstractConnection, kind: str
+    settings: Settings, amqp: aio_pika.abc.AbstractConnection, redis_client: Any, kind: str
 ) -> None:
+    # redis_client: its teardown removes the namespace's keys (3,000 a run, else left for good).
     runtimes = await routers(settings, 2)
     names = runtimes[0].names
     sent = contacts(N, f"{kind}-{uuid.uuid4().hex[:6]}")
