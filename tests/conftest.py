@@ -94,11 +94,7 @@ def _listed(kind: str, tags: Callable[[str], bool], only: frozenset[str] | None 
     )
     if done.returncode != 0:
         raise RuntimeError(f"rabbitmqctl list_{kind} failed: {done.stderr.strip()[-300:]}")
-    return [
-        n
-        for n in done.stdout.split()
-        if (m := TEST_NAMESPACE.match(n)) and tags(m.group(1)) and (only is None or m.group(0) in only)
-    ]
+    return [n for n in done.stdout.split() if _left_by(n, tags, only)]
 
 
 def _alive(tag: str) -> bool:
@@ -175,7 +171,8 @@ def sweep_test_keys(tags: Callable[[str], bool]) -> int:
         return 0
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        left = [k for k in client.scan_iter(match="t*", count=1000) if _left_by(k, tags)]
+        keys = client.scan_iter(match="t*", count=1000)
+        left = [k for k in keys if _left_by(k.decode(errors="replace"), tags)]
         for i in range(0, len(left), 1000):
             client.delete(*left[i : i + 1000])
         return len(left)
@@ -183,9 +180,11 @@ def sweep_test_keys(tags: Callable[[str], bool]) -> int:
         client.close()
 
 
-def _left_by(key: bytes, tags: Callable[[str], bool]) -> bool:
-    m = TEST_NAMESPACE.match(key.decode(errors="replace"))
-    return m is not None and tags(m.group(1))
+def _left_by(name: str, tags: Callable[[str], bool], only: frozenset[str] | None = None) -> bool:
+    """Whether a queue, exchange or key name lies in a test namespace of a session `tags` picks (and,
+    with `only`, in one of those namespaces)."""
+    m = TEST_NAMESPACE.match(name)
+    return m is not None and tags(m.group(1)) and (only is None or m.group(0) in only)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

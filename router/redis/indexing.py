@@ -18,6 +18,7 @@ from router.core.clock import epoch_ms
 from router.core.erasure import identities_of_json
 from router.core.messages import dumps
 from router.core.ports import Staged
+from router.redis.client import queue_script
 from router.redis.heads import head_of
 from router.redis.keys import Keys
 
@@ -81,7 +82,7 @@ def _for_erasure(keys: Keys, item: Staged, strings: list[str]) -> list[Write]:
     return out
 
 
-def to_pipeline(pipe: Any, writes: list[Write], join_sha: str, queue_script: Any) -> None:
+def to_pipeline(pipe: Any, writes: list[Write], join_sha: str) -> None:
     """Queue `writes` in a pipeline: one ZADD and one HSET per key for the whole batch, not one per
     write, since every command costs a reply to parse (a later score or value for the same member wins
     either way, as it would write by write). They go last, after the writes that are not merged."""

@@ -223,7 +223,7 @@ class RedisStore:
         now_ms = int(time.time() * 1000)
         writes = [w for item in items for w in writes_of(self.keys, item, now_ms)]
         try:
-            await self._execute(lambda pipe: to_pipeline(pipe, writes, self._join.sha, queue_script))
+            await self._execute(lambda pipe: to_pipeline(pipe, writes, self._join.sha))
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
